@@ -1,0 +1,36 @@
+# Developer and CI entry points. CI runs `.ci/run`, which runs `make test` on a brand-new Debian machine,
+# so `setup` must install everything the other targets need (see scripts/setup.sh).
+
+VENV := .venv
+BIN := $(VENV)/bin
+SANDBOXD_HOST ?= 127.0.0.1
+SANDBOXD_PORT ?= 8080
+
+.PHONY: setup run test lint image clean
+
+# Install system packages, start dockerd, create .venv and build the runner image; a no-op when all is there.
+setup:
+	bash scripts/setup.sh
+
+# Serve the API in the foreground on SANDBOXD_HOST:SANDBOXD_PORT.
+run: setup
+	$(BIN)/sandboxd serve --host $(SANDBOXD_HOST) --port $(SANDBOXD_PORT)
+
+# Everything CI checks: lint and type checks, then the test suite (including the Docker tests).
+test: setup
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest
+
+# Static checks only; needs an existing .venv.
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# Rebuild the runner image; pass IMAGE_FLAGS="--method debootstrap" to choose the method.
+image:
+	$(BIN)/sandboxd image build --force $(IMAGE_FLAGS)
+
+# Remove the virtualenv and tool caches (images and the debootstrap cache are kept).
+clean:
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

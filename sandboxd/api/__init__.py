@@ -1,0 +1,1 @@
+"""The HTTP layer. Routes validate, call :class:`sandboxd.service.Service`, and shape responses."""

@@ -1,0 +1,87 @@
+"""``/v1/runs``: run untrusted programs and report their verdicts."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from fastapi import APIRouter
+
+from sandboxd.exceptions import RequestRejected
+from sandboxd.policy import SandboxPolicy
+from sandboxd.run import RunResult, RunSpec
+
+from .deps import ServiceDep
+from .schemas import BatchCreate, BatchPublic, Problem, RunCreate, RunPublic, RunSpecIn
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+_ERRORS: dict[int | str, dict[str, object]] = {
+    413: {"model": Problem},
+    422: {"model": Problem},
+    503: {"model": Problem},
+}
+
+
+def to_spec(run: RunSpecIn, policy: SandboxPolicy, where: str = "") -> RunSpec:
+    """Check one run against the policy's caps; the 422 names the cap that was exceeded."""
+    caps = policy.request
+    code_bytes = len(run.code.encode("utf-8", "surrogatepass"))
+    if code_bytes > caps.code_bytes:
+        raise RequestRejected(
+            f"{where}code is {code_bytes} bytes; policy {policy.name} caps code_bytes at {caps.code_bytes}"
+        )
+    stdin_bytes = len(run.stdin.encode("utf-8", "surrogatepass"))
+    if stdin_bytes > caps.stdin_bytes:
+        raise RequestRejected(
+            f"{where}stdin is {stdin_bytes} bytes; policy {policy.name} caps stdin_bytes "
+            f"at {caps.stdin_bytes}"
+        )
+    if run.metadata and len(json.dumps(run.metadata)) > caps.metadata_bytes:
+        raise RequestRejected(f"{where}metadata exceeds metadata_bytes={caps.metadata_bytes}")
+    limits = run.limits.over(policy.limits)
+    exceeded = limits.exceeding(policy.caps)
+    if exceeded:
+        raise RequestRejected(f"{where}limits above the caps of policy {policy.name}: {', '.join(exceeded)}")
+    return RunSpec(job={"kind": "script", "code": run.code}, limits=limits, stdin=run.stdin)
+
+
+def to_public(result: RunResult, policy: str) -> RunPublic:
+    return RunPublic(
+        id=uuid.uuid4().hex,
+        status=result.status,
+        exit_code=result.exit_code,
+        signal=result.signal,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        stdout_truncated=result.stdout_truncated,
+        stderr_truncated=result.stderr_truncated,
+        wall_time_seconds=result.wall_time_seconds,
+        cpu_time_seconds=result.cpu_time_seconds,
+        peak_memory_bytes=result.peak_memory_bytes,
+        sandbox_id=result.sandbox_id,
+        policy=policy,
+        detail=result.detail,
+    )
+
+
+@router.post("", responses=_ERRORS)
+async def create_run(body: RunCreate, service: ServiceDep) -> RunPublic:
+    """Run one program in a fresh sandboxed process and return its verdict."""
+    policy = service.policy(body.policy)
+    spec = to_spec(body, policy)
+    [result] = await service.run(policy, [spec])
+    return to_public(result, policy.name)
+
+
+@router.post("/batch", responses=_ERRORS)
+async def create_batch(body: BatchCreate, service: ServiceDep) -> BatchPublic:
+    """Run many programs, each in its own fresh process, spread over the CPUs; results keep order."""
+    policy = service.policy(body.policy)
+    if len(body.runs) > policy.batch.max_runs:
+        raise RequestRejected(
+            f"batch of {len(body.runs)} runs; policy {policy.name} caps batch.max_runs "
+            f"at {policy.batch.max_runs}"
+        )
+    specs = [to_spec(run, policy, f"runs[{index}]: ") for index, run in enumerate(body.runs)]
+    results = await service.run(policy, specs)
+    return BatchPublic(results=[to_public(result, policy.name) for result in results])

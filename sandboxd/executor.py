@@ -1,0 +1,108 @@
+"""Runs a request's programs on leased sandboxes, fanning a batch out over their children.
+
+Pipeline for one request: lease sandboxes → feed runs through a shared queue to
+``max_parallel_runs`` workers per sandbox → interpret each answer → release the sandboxes
+(in ``finally``, so a cancelled request still gives its containers back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+
+from .exceptions import SandboxFault
+from .pool import Pool
+from .run import RunResult, RunSpec, fork_request, interpret
+from .sandbox import Sandbox, SandboxDied
+from .verdict import Status
+
+log = logging.getLogger(__name__)
+_RESULT_GRACE_SECONDS = 10.0
+
+
+class Executor:
+    def __init__(self, pools: dict[str, Pool]) -> None:
+        self.pools = pools
+
+    async def run_batch(self, policy_name: str, specs: Sequence[RunSpec]) -> list[RunResult]:
+        pool = self.pools[policy_name]
+        metrics = pool.metrics
+        metrics.batch_size.labels(policy=policy_name).observe(len(specs))
+        if not specs:
+            return []
+        wanted = min(pool.policy.batch.max_containers, len(specs))
+        started = time.monotonic()
+        sandboxes = await pool.lease(wanted)
+        metrics.queue_wait.labels(policy=policy_name).observe(time.monotonic() - started)
+        results: list[RunResult | None] = [None] * len(specs)
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(len(specs)):
+            queue.put_nowait(index)
+        request_id = uuid.uuid4().hex[:12]
+        try:
+            workers = [
+                self._worker(pool, sandbox, specs, queue, results, request_id)
+                for sandbox in sandboxes
+                for _ in range(pool.policy.pool.max_parallel_runs)
+            ]
+            await asyncio.gather(*workers)
+            while not queue.empty():  # every leased sandbox died: finish on fresh ones
+                spare = await pool.lease(1)
+                sandboxes.extend(spare)
+                await asyncio.gather(
+                    *(
+                        self._worker(pool, spare[0], specs, queue, results, request_id)
+                        for _ in range(pool.policy.pool.max_parallel_runs)
+                    )
+                )
+        finally:
+            for sandbox in sandboxes:
+                pool.release(sandbox)
+        final = [
+            result or RunResult(status=Status.INTERNAL_ERROR, detail="run was never scheduled")
+            for result in results
+        ]
+        for result in final:
+            metrics.runs.labels(status=result.status.value, policy=policy_name).inc()
+            metrics.run_duration.labels(policy=policy_name).observe(result.wall_time_seconds)
+        return final
+
+    async def _worker(  # noqa: PLR0917 - private helper, called from one place with positional context
+        self,
+        pool: Pool,
+        sandbox: Sandbox,
+        specs: Sequence[RunSpec],
+        queue: asyncio.Queue[int],
+        results: list[RunResult | None],
+        request_id: str,
+    ) -> None:
+        while sandbox.alive:
+            try:
+                index = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            spec = specs[index]
+            message, nonce = fork_request(spec, pool.policy, f"{request_id}-{index}")
+            timeout = spec.limits.wall_time_seconds + _RESULT_GRACE_SECONDS
+            try:
+                response = await sandbox.run(message, timeout)
+            except SandboxDied as death:
+                pool.metrics.sandbox_deaths.labels(policy=pool.name).inc()
+                oom = death.exit_info is not None and death.exit_info.oom_killed
+                results[index] = RunResult(
+                    status=Status.MEMORY_LIMIT if oom else Status.INTERNAL_ERROR,
+                    sandbox_id=sandbox.id,
+                    detail=str(death),
+                )
+                return
+            except SandboxFault as fault:
+                log.error("run %s-%d: %s", request_id, index, fault)
+                results[index] = RunResult(
+                    status=Status.INTERNAL_ERROR, sandbox_id=sandbox.id, detail=str(fault)
+                )
+                await sandbox.destroy()
+                return
+            results[index] = interpret(response, nonce, spec.limits, sandbox.id)

@@ -1,0 +1,303 @@
+"""Build the runner image: Debian bookworm with python3, numpy and libseccomp2, plus the sandboxd runner.
+
+Two build methods produce the same layout (see images/runner/README.md):
+
+* ``dockerfile``: ``docker build`` of images/runner/Dockerfile. It needs ``debian:bookworm-slim`` locally or
+  a registry.
+* ``debootstrap``: needs no registry. A minbase rootfs comes from the Debian mirror that this machine's apt
+  uses. It is cached as a tarball and streamed, together with the runner files, into ``docker import``.
+
+The tag is a content hash of the runner files and of the base description, so a changed runner gets a new
+image and an unchanged one is never rebuilt. The docker CLI is driven through subprocess: only
+``sandboxd/backends/docker.py`` talks to the Docker SDK. Every command below is built from constants and
+resolved executables, never from request data (hence the ``noqa: S603`` markers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO
+
+from sandboxd.exceptions import SandboxdError
+
+Progress = Callable[[str], None]
+
+SUITE = "bookworm"
+PACKAGES = ("python3", "python3-numpy", "libseccomp2")
+BASE_IMAGE = "debian:bookworm-slim"
+REPOSITORY = "sandboxd-runner"
+LATEST_TAG = f"{REPOSITORY}:latest"
+METHODS = ("auto", "dockerfile", "debootstrap")
+
+PYTHONPATH = "/opt/sandboxd"
+RUNNER_DIR = f"{PYTHONPATH}/sandboxd/runner"  # importable as the package sandboxd.runner
+PYSECCOMP_PATH = "/usr/lib/python3/dist-packages/pyseccomp.py"
+SCRATCH_DIR = "/scratch"
+CMD = ("python3", "-s", "-B", "-m", "sandboxd.runner")
+# The image config that `docker import` applies; the Dockerfile sets the same values.
+IMPORT_CHANGES = (
+    "USER 65534:65534",
+    f"WORKDIR {SCRATCH_DIR}",
+    "ENV PYTHONDONTWRITEBYTECODE=1",
+    f"ENV PYTHONPATH={PYTHONPATH}",
+    f"CMD {json.dumps(list(CMD))}",
+)
+DOCKERFILE = Path(__file__).resolve().parent.parent / "images" / "runner" / "Dockerfile"
+
+# Left out of the cached base tarball: package indexes, docs, and directories that the runtime mounts over.
+_SLIM_EXCLUDES = (
+    "./var/lib/apt/lists/*", "./var/cache/apt/*", "./var/cache/debconf/*-old", "./var/log/*",
+    "./usr/share/doc/*", "./usr/share/man/*", "./usr/share/info/*", "./usr/share/locale/*",
+    "./dev/*", "./proc/*", "./sys/*", "./tmp/*",
+)  # fmt: skip
+# debootstrap reports each of its ~100 packages five times; these lines are kept only for error messages.
+_DEBOOTSTRAP_CHATTER = ("I: Retrieving", "I: Validating", "I: Extracting", "I: Unpacking", "I: Configuring")
+_FIXED_MTIME = 0  # runner files get a fixed mtime so that two builds of the same content are identical
+
+
+class ImageBuildError(SandboxdError):
+    """The runner image could not be built; the message says why and what to install."""
+
+
+def runner_files() -> dict[str, bytes]:
+    """Map each in-image path to its content: every runner module and the pyseccomp binding."""
+    runner = Path(__file__).parent / "runner"
+    files = {f"{RUNNER_DIR}/{p.name}": p.read_bytes() for p in sorted(runner.glob("*.py"))}
+    files[f"{PYTHONPATH}/sandboxd/__init__.py"] = b""  # only the runner is in the image, not the daemon
+    spec = importlib.util.find_spec("pyseccomp")
+    if spec is None or spec.origin is None:
+        raise ImageBuildError("the pyseccomp module is not installed; run `pip install -e .`")
+    files[PYSECCOMP_PATH] = Path(spec.origin).read_bytes()
+    return files
+
+
+def runner_image_tag() -> str:
+    """The content-addressed tag, ``sandboxd-runner:<12 hex digits>``, of the image for the current runner."""
+    return _tag_for(runner_files())
+
+
+def _tag_for(files: Mapping[str, bytes]) -> str:
+    dockerfile = DOCKERFILE.read_bytes() if DOCKERFILE.is_file() else b""
+    base = f"suite={SUITE}\npackages={','.join(PACKAGES)}\nslim={_SLIM_EXCLUDES}\nchanges={IMPORT_CHANGES}\n"
+    digest = hashlib.sha256(base.encode() + dockerfile)
+    for path, content in sorted(files.items()):
+        digest.update(b"\0%s\0%d\0" % (path.encode(), len(content)) + content)
+    return f"{REPOSITORY}:{digest.hexdigest()[:12]}"
+
+
+def image_present(tag: str) -> bool:
+    """Whether the local Docker engine has an image called ``tag``."""
+    return _quiet([_require("docker", "install docker.io"), "image", "inspect", tag])
+
+
+def build(method: str = "auto", *, force: bool = False, progress: Progress = lambda _: None) -> str:
+    """Build the runner image unless it is present (or ``force``), tag it ``:latest`` and return its tag."""
+    if method not in METHODS:
+        raise ImageBuildError(f"unknown build method {method!r}; choose one of {', '.join(METHODS)}")
+    if not _quiet([_require("docker", "install docker.io"), "info"]):
+        raise ImageBuildError("the Docker engine is not reachable (`docker info` fails); start dockerd")
+    files = runner_files()
+    tag = _tag_for(files)
+    if not force and image_present(tag):
+        progress(f"image: {tag} is already present")
+    else:
+        if method == "auto":
+            method = "dockerfile" if image_present(BASE_IMAGE) else "debootstrap"
+            progress(f"auto: {BASE_IMAGE} is {'' if method == 'dockerfile' else 'not '}present: {method}")
+        if method == "dockerfile":
+            _build_dockerfile(tag, files, progress)
+        else:
+            _build_debootstrap(tag, files, progress)
+    _run([_require("docker", "install docker.io"), "tag", tag, LATEST_TAG], progress, "tag")
+    progress(f"image: {tag} is ready (also tagged {LATEST_TAG})")
+    return tag
+
+
+def cache_dir() -> Path:
+    """Where the debootstrap base tarball is cached: ``$SANDBOXD_CACHE_DIR`` or ``~/.cache/sandboxd``."""
+    configured = os.environ.get("SANDBOXD_CACHE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "sandboxd"
+
+
+def debian_mirror() -> str:
+    """The Debian mirror that apt on this machine uses for ``SUITE``, read from its sources files."""
+    sources = Path("/etc/apt/sources.list.d")
+    for path in sorted(sources.glob("*.sources")):
+        for stanza in path.read_text().split("\n\n"):
+            fields = dict(
+                line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith("#")
+            )
+            if "deb" in fields.get("Types", "").split() and SUITE in fields.get("Suites", "").split():
+                return fields["URIs"].split()[0]
+    for path in [Path("/etc/apt/sources.list"), *sorted(sources.glob("*.list"))]:
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            words = [w for w in line.split("#", 1)[0].split() if not w.startswith("[")]
+            if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
+                return words[1]
+    raise ImageBuildError(f"no apt source for Debian {SUITE} under /etc/apt; debootstrap needs a mirror")
+
+
+def _build_dockerfile(tag: str, files: Mapping[str, bytes], progress: Progress) -> None:
+    docker = _require("docker", "install docker.io")
+    if not DOCKERFILE.is_file():
+        raise ImageBuildError(f"{DOCKERFILE} is missing; the dockerfile method needs a source checkout")
+    with tempfile.TemporaryDirectory(prefix="sandboxd-build-") as context:
+        root = Path(context)
+        shutil.copyfile(DOCKERFILE, root / "Dockerfile")
+        for path, content in files.items():
+            dest = root / path.lstrip("/")
+            dest.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            dest.write_bytes(content)
+            dest.chmod(0o644)
+        progress(f"dockerfile: docker build of {DOCKERFILE} with {len(files)} staged files")
+        # --network=host: the engine may run without a bridge, and apt inside the build needs the network.
+        cmd = [docker, "build", "--network=host", "-t", tag, context]
+        _run(cmd, progress, "docker build", env={**os.environ, "DOCKER_BUILDKIT": "0"})
+
+
+def _build_debootstrap(tag: str, files: Mapping[str, bytes], progress: Progress) -> None:
+    docker = _require("docker", "install docker.io")
+    base = _base_tarball(progress)
+    progress(f"import: streaming {base} and {len(files)} runner files into `docker import` as {tag}")
+    cmd = [docker, "import", *[arg for change in IMPORT_CHANGES for arg in ("--change", change)], "-", tag]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        assert proc.stdin is not None
+        try:
+            _write_image_tar(proc.stdin, base, files)
+        except BrokenPipeError:
+            pass  # docker import exited early; its own message below says more than the broken pipe
+        except BaseException:
+            proc.kill()  # before stdin closes, so that a truncated tar can never become an image
+            proc.wait()
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        if proc.wait() != 0:
+            log.seek(0)
+            raise ImageBuildError(f"docker import failed: {log.read().decode(errors='replace').strip()}")
+    progress(f"import: created {tag}")
+
+
+def _write_image_tar(out: IO[bytes], base: Path, files: Mapping[str, bytes]) -> None:
+    """Stream one tar: the base rootfs, the runner files (0644, root) and an empty ``/scratch`` (1777)."""
+    ours = {path.strip("/") for path in files} | {SCRATCH_DIR.strip("/")}
+    dirs: set[str] = set()
+    with (
+        tarfile.open(base, "r|") as src,
+        tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as dst,
+    ):
+        for member in src:
+            name = _normalise(member.name)
+            if name in ours:
+                continue
+            if member.isdir():
+                dirs.add(name)
+            dst.addfile(member, src.extractfile(member) if member.isreg() else None)
+        for path, content in sorted(files.items()):
+            parts = path.strip("/").split("/")
+            for depth in range(1, len(parts)):
+                parent = "/".join(parts[:depth])
+                if parent not in dirs:
+                    dst.addfile(_entry(parent, tarfile.DIRTYPE, 0o755))
+                    dirs.add(parent)
+            dst.addfile(_entry(path.strip("/"), tarfile.REGTYPE, 0o644, len(content)), io.BytesIO(content))
+        dst.addfile(_entry(SCRATCH_DIR.strip("/"), tarfile.DIRTYPE, 0o1777))
+
+
+def _entry(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.mtime = kind, mode, size, _FIXED_MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def _normalise(name: str) -> str:
+    return name.removeprefix("./").strip("/")
+
+
+def _base_tarball(progress: Progress) -> Path:
+    """Return the cached, slimmed minbase rootfs tarball, running debootstrap first if it is not cached."""
+    key = hashlib.sha256(f"{SUITE}|minbase|{','.join(PACKAGES)}|{_SLIM_EXCLUDES}".encode()).hexdigest()[:12]
+    cached = cache_dir() / f"rootfs-{SUITE}-{key}.tar"
+    if cached.is_file():
+        progress(f"debootstrap: using the cached base {cached}")
+        return cached
+    debootstrap = _require("debootstrap", "apt-get install debootstrap")
+    tar = _require("tar", "apt-get install tar")
+    mirror = debian_mirror()
+    sudo = _privileged()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=cached.parent))
+    partial = cached.with_suffix(".partial")
+    include = ",".join(PACKAGES)
+    progress(f"debootstrap: fetching base {SUITE} + {include} from {mirror} (cached at {cached})")
+    try:
+        fetch = [debootstrap, "--variant=minbase", f"--include={include}", SUITE, str(rootfs), mirror]
+        _run([*sudo, *fetch], progress, "debootstrap", quiet=_DEBOOTSTRAP_CHATTER)
+        progress("debootstrap: slimming and packing the base tarball")
+        excludes = [f"--exclude={pattern}" for pattern in _SLIM_EXCLUDES]
+        pack = [tar, "--numeric-owner", *excludes, "-C", str(rootfs), "-cf", str(partial), "."]
+        _run([*sudo, *pack], progress, "tar")
+        partial.replace(cached)
+    finally:
+        for mount in ("proc", "sys", "dev/pts"):  # debootstrap unmounts these itself unless it failed midway
+            if os.path.ismount(rootfs / mount):
+                _quiet([*sudo, "umount", "-l", str(rootfs / mount)])
+        _quiet([*sudo, "rm", "-rf", "--one-file-system", str(rootfs), str(partial)])
+    return cached
+
+
+def _privileged() -> list[str]:
+    """The prefix that runs a command as root: nothing when we are root, else sudo."""
+    if os.geteuid() == 0:
+        return []
+    return [_require("sudo", "run as root, or install sudo: debootstrap needs root")]
+
+
+def _require(program: str, hint: str) -> str:
+    found = shutil.which(program, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if found is None:
+        raise ImageBuildError(f"`{program}` was not found; {hint} (scripts/setup.sh installs it)")
+    return found
+
+
+def _run(
+    cmd: list[str],
+    progress: Progress,
+    label: str,
+    env: Mapping[str, str] | None = None,
+    quiet: tuple[str, ...] = (),
+) -> None:
+    """Run ``cmd``, forwarding output lines (except ``quiet`` prefixes) to ``progress``; raise if it fails."""
+    tail: deque[str] = deque(maxlen=20)
+    with subprocess.Popen(  # noqa: S603
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            if not line.startswith(quiet):
+                progress(f"{label}: {line.rstrip()}")
+    if proc.returncode != 0:
+        output = "\n".join(tail)
+        raise ImageBuildError(f"{label} failed with exit code {proc.returncode}:\n{output}")
+
+
+def _quiet(cmd: list[str]) -> bool:
+    """Run ``cmd`` with its output discarded; whether it succeeded."""
+    return subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, check=False).returncode == 0  # noqa: S603

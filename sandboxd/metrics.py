@@ -1,0 +1,50 @@
+"""Prometheus metric families. One :class:`Metrics` per app, on its own registry (no globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from . import __version__
+
+_RUN_SECONDS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.runs = Counter(
+            "sandboxd_runs", "Runs finished, by status and policy.", ["status", "policy"], registry=r
+        )
+        self.run_duration = Histogram(
+            "sandboxd_run_duration_seconds",
+            "Wall time of one run inside the sandbox.",
+            ["policy"],
+            buckets=_RUN_SECONDS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "sandboxd_queue_wait_seconds",
+            "Time a request waited for a warm sandbox.",
+            ["policy"],
+            buckets=_RUN_SECONDS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "sandboxd_batch_size", "Runs per request.", ["policy"], buckets=_BATCH_SIZES, registry=r
+        )
+        self.pool_containers = Gauge(
+            "sandboxd_pool_containers", "Sandbox containers by pool state.", ["policy", "state"], registry=r
+        )
+        self.container_start_failures = Counter(
+            "sandboxd_container_start_failures",
+            "Sandbox containers that failed to start.",
+            ["policy"],
+            registry=r,
+        )
+        self.sandbox_deaths = Counter(
+            "sandboxd_sandbox_deaths", "Sandboxes that died while serving a request.", ["policy"], registry=r
+        )
+        self.build = Info("sandboxd_build", "Build information.", registry=r)
+        self.build.info({"version": __version__})

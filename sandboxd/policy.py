@@ -1,0 +1,157 @@
+"""The sandbox policy: one frozen model that YAML files, settings and requests validate into.
+
+Every field defaults to the restrictive choice and carries its unit in its name. A policy file
+may ``extends:`` another by name; the child's mappings are merged over the parent's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .exceptions import ConfigurationError
+from .limits import Limits
+
+MiB = 1024 * 1024
+PolicyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ContainerOptions(_Frozen):
+    """How each sandbox container is started."""
+
+    runtime: Literal["runc", "runsc"] = "runc"  # runsc = gVisor, a user-space kernel
+    image: str | None = None  # None: the runner image built from this checkout
+    memory_bytes: int = Field(1536 * MiB, ge=64 * MiB)  # cgroup cap; memory+swap is set equal
+    cpus: float = Field(1.0, gt=0, le=64)  # CPU quota of the whole container
+    pids_limit: int = Field(16, ge=4, le=4096)
+    scratch_bytes: int = Field(16 * MiB, ge=MiB, le=1024 * MiB)  # tmpfs size
+    scratch_inodes: int = Field(1024, ge=16, le=1_000_000)
+    user: str = Field("65534:65534", pattern=r"^[1-9][0-9]*:[1-9][0-9]*$")  # never root
+    start_timeout_seconds: float = Field(30.0, gt=0, le=300)
+
+
+class PoolOptions(_Frozen):
+    """The warm pool of started containers for this policy."""
+
+    warm_containers: int = Field(2, ge=0, le=256)
+    max_starting: int = Field(2, ge=1, le=64)  # container starts in flight at once
+    max_requests_per_container: int = Field(1, ge=1)  # 1 = no two requests ever share a container
+    max_runs_per_container: int = Field(10_000, ge=1)
+    max_parallel_runs: int = Field(1, ge=1, le=64)  # forked children running at once per container
+    admission_timeout_seconds: float = Field(30.0, gt=0)  # wait this long for a free container
+
+
+class BatchOptions(_Frozen):
+    max_runs: int = Field(256, ge=1, le=100_000)
+    max_containers: int = Field(2, ge=1, le=256)  # containers one batch may fan out over
+
+
+class RequestCaps(_Frozen):
+    code_bytes: int = Field(64 * 1024, ge=1)
+    stdin_bytes: int = Field(1 * MiB, ge=0)
+    metadata_bytes: int = Field(4096, ge=0)
+
+
+class EncoderCaps(_Frozen):
+    """Caps on the canonical values a child may report (DESIGN.md §1)."""
+
+    max_depth: int = Field(64, ge=1, le=1000)
+    max_nodes: int = Field(100_000, ge=1)
+    max_int_digits: int = Field(4000, ge=1, le=100_000)
+    max_text_bytes: int = Field(4 * MiB, ge=1)
+    allow_repr: bool = False
+
+
+class SandboxPolicy(_Frozen):
+    """A named sandbox policy (``kind: sandbox``)."""
+
+    schema_version: Literal[1]
+    kind: Literal["sandbox"] = "sandbox"
+    name: PolicyName
+    description: str = Field(min_length=1)
+    limits: Limits = Limits()  # what a request gets when it asks for nothing
+    caps: Limits = Limits()  # the most a request may ask for
+    syscalls: tuple[str, ...] = Field(min_length=1)  # the child's allowlist; everything else kills
+    preload_modules: tuple[str, ...] = ()
+    container: ContainerOptions = ContainerOptions()
+    pool: PoolOptions = PoolOptions()
+    batch: BatchOptions = BatchOptions()
+    request: RequestCaps = RequestCaps()
+    encoder: EncoderCaps = EncoderCaps()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SandboxPolicy:
+        exceeded = self.limits.exceeding(self.caps)
+        if exceeded:
+            raise ValueError(f"default limits exceed caps: {', '.join(exceeded)}")
+        needed = self.pool.max_parallel_runs * self.caps.memory_bytes + 64 * MiB
+        if self.container.memory_bytes < needed:
+            raise ValueError(
+                f"container.memory_bytes={self.container.memory_bytes} cannot hold "
+                f"{self.pool.max_parallel_runs} children at caps.memory_bytes plus the fork-server ({needed})"
+            )
+        return self
+
+    @property
+    def reuses_containers(self) -> bool:
+        return self.pool.max_requests_per_container > 1
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: a policy file must be a mapping")
+    return data
+
+
+def load_policies(directory: Path) -> dict[str, SandboxPolicy]:
+    """Load every ``kind: sandbox`` YAML file in ``directory``, resolving ``extends``."""
+    raw: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        data = _read(path)
+        if data.get("kind", "sandbox") != "sandbox":
+            continue
+        name = str(data.get("name", path.stem))
+        if name in raw:
+            raise ConfigurationError(f"{path}: policy {name!r} is also defined in {raw[name][0]}")
+        raw[name] = (path, data)
+
+    def resolve(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
+        path, data = raw[name]
+        parent = data.get("extends")
+        if parent is None:
+            return data
+        if parent not in raw or parent in seen:
+            raise ConfigurationError(f"{path}: extends unknown or circular policy {parent!r}")
+        body = {key: value for key, value in data.items() if key != "extends"}
+        return _merge(resolve(str(parent), (*seen, name)), body)
+
+    policies: dict[str, SandboxPolicy] = {}
+    for name, (path, _) in raw.items():
+        try:
+            policies[name] = SandboxPolicy.model_validate(resolve(name, (name,)))
+        except ValidationError as exc:
+            raise ConfigurationError(f"{path}: {exc}") from exc
+    if not policies:
+        raise ConfigurationError(f"{directory}: no sandbox policies found")
+    return policies

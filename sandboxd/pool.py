@@ -1,0 +1,189 @@
+"""The warm pool of one policy: started, configured sandboxes waiting for requests.
+
+The pool keeps ``warm_containers`` sandboxes ready (plus one per waiting lease), starts at most
+``max_starting`` at once, and backs off while the engine fails. Used sandboxes come back through
+:meth:`Pool.release`: a policy that allows reuse puts them back, otherwise they are destroyed in
+the background. A sandbox that dies while idle is dropped and replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .backends.base import Backend, SandboxSpec
+from .exceptions import PoolExhausted, SandboxdError, Unavailable
+from .metrics import Metrics
+from .policy import SandboxPolicy
+from .sandbox import Sandbox, SandboxState
+
+log = logging.getLogger(__name__)
+_MAX_BACKOFF_SECONDS = 10.0
+
+
+class Pool:
+    def __init__(
+        self,
+        policy: SandboxPolicy,
+        *,
+        backend: Backend,
+        spec: SandboxSpec,
+        configure: dict[str, Any],
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy
+        self.backend = backend
+        self.spec = spec
+        self.configure_message = configure
+        self.metrics = metrics
+        self.clock = clock
+        self.warm: collections.deque[Sandbox] = collections.deque()
+        self.starting = 0
+        self.leased: set[Sandbox] = set()
+        self.waiters = 0
+        self.last_error: str | None = None
+        self.closed = False
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._backoff = 0.0
+        self._retry_at = 0.0
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.warm) or (self.policy.pool.warm_containers == 0 and self.last_error is None)
+
+    def _publish(self) -> None:
+        counts = {state: 0 for state in SandboxState}
+        counts[SandboxState.WARM] = len(self.warm)
+        counts[SandboxState.STARTING] = self.starting
+        counts[SandboxState.LEASED] = len(self.leased)
+        for state, count in counts.items():
+            self.metrics.pool_containers.labels(policy=self.name, state=state.value).set(count)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _refill(self) -> None:
+        """Start sandboxes until warm + starting covers the target, within max_starting."""
+        if self.closed or self.clock() < self._retry_at:
+            return
+        self.warm = collections.deque(box for box in self.warm if box.alive)
+        target = self.policy.pool.warm_containers + self.waiters
+        while self.starting < self.policy.pool.max_starting and len(self.warm) + self.starting < target:
+            self.starting += 1
+            self._spawn(self._start_one())
+        self._publish()
+
+    async def _start_one(self) -> None:
+        sandbox: Sandbox | None = None
+        try:
+            handle = await self.backend.create(self.spec)
+            sandbox = Sandbox(handle, self.name)
+            await sandbox.configure(self.configure_message, self.policy.container.start_timeout_seconds)
+        except (SandboxdError, TimeoutError, OSError) as exc:
+            self.metrics.container_start_failures.labels(policy=self.name).inc()
+            self.last_error = str(exc) or type(exc).__name__
+            self._backoff = min(max(self._backoff * 2, 0.25), _MAX_BACKOFF_SECONDS)
+            self._retry_at = self.clock() + self._backoff
+            log.warning("pool %s: sandbox start failed (retry in %.2fs): %s", self.name, self._backoff, exc)
+            if sandbox is not None:
+                await sandbox.destroy()
+            self._spawn(self._retry_later(self._backoff))
+        else:
+            self.last_error = None
+            if self.closed:
+                await sandbox.destroy()
+            else:
+                sandbox.state = SandboxState.WARM
+                self.warm.append(sandbox)
+            self._backoff = 0.0
+        finally:
+            self.starting -= 1
+        async with self._changed:
+            self._changed.notify_all()
+        self._refill()
+
+    async def _retry_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._refill()
+
+    # -- leasing ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._refill()
+
+    async def lease(self, wanted: int) -> list[Sandbox]:
+        """Wait for at least one warm sandbox, then take up to ``wanted`` of those warm now."""
+        if self.closed:
+            raise Unavailable(f"pool {self.name} is shutting down")
+        deadline = self.policy.pool.admission_timeout_seconds
+        self.waiters += 1
+        try:
+            async with asyncio.timeout(deadline):
+                async with self._changed:
+                    while True:
+                        self.warm = collections.deque(box for box in self.warm if box.alive)
+                        if self.warm:
+                            break
+                        self._refill()
+                        await self._changed.wait()
+        except TimeoutError as exc:
+            reason = f"; last start failure: {self.last_error}" if self.last_error else ""
+            raise PoolExhausted(f"no warm sandbox for policy {self.name} within {deadline}s{reason}") from exc
+        finally:
+            self.waiters -= 1
+        taken: list[Sandbox] = []
+        while self.warm and len(taken) < wanted:
+            sandbox = self.warm.popleft()
+            sandbox.state = SandboxState.LEASED
+            self.leased.add(sandbox)
+            taken.append(sandbox)
+        self._refill()
+        return taken
+
+    def release(self, sandbox: Sandbox) -> None:
+        """Return a sandbox after a request: keep it warm if the policy allows, else retire it."""
+        self.leased.discard(sandbox)
+        sandbox.requests_served += 1
+        pool = self.policy.pool
+        reusable = (
+            not self.closed
+            and sandbox.alive
+            and sandbox.requests_served < pool.max_requests_per_container
+            and sandbox.runs_served < pool.max_runs_per_container
+        )
+        if reusable:
+            sandbox.state = SandboxState.WARM
+            self.warm.append(sandbox)
+            self._spawn(self._notify())
+        else:
+            sandbox.state = SandboxState.RETIRING
+            self._spawn(sandbox.destroy())
+        self._refill()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def close(self) -> None:
+        self.closed = True
+        boxes = list(self.warm) + list(self.leased)
+        self.warm.clear()
+        await asyncio.gather(*(box.destroy() for box in boxes), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._publish()

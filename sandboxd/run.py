@@ -1,0 +1,85 @@
+"""One run, from request to result: what goes to the fork-server and how its answer is read."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from .frame import ResultFrame, parse_frame
+from .limits import Limits
+from .policy import SandboxPolicy
+from .verdict import Status, Termination, classify
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A job plus its stdin and effective limits, already validated against the policy."""
+
+    job: dict[str, Any]  # {"kind": "script", "code": ...} or a verifier job kind
+    limits: Limits
+    stdin: str = ""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: Status
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    wall_time_seconds: float = 0.0
+    cpu_time_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    sandbox_id: str = ""
+    frame: ResultFrame | None = field(default=None, repr=False)
+    detail: str | None = None  # why, for statuses a client cannot infer (internal_error)
+
+
+def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str) -> tuple[dict[str, Any], str]:
+    """Build the fork-server ``run`` message; returns it with the run's fresh nonce."""
+    nonce = secrets.token_hex(16)
+    message = {
+        "op": "run",
+        "id": run_id,
+        "nonce": nonce,
+        "job": spec.job,
+        "stdin": spec.stdin,
+        "limits": spec.limits.model_dump(),
+        "encoder": policy.encoder.model_dump(),
+        "frame_bytes": policy.encoder.max_text_bytes + 65536,
+    }
+    return message, nonce
+
+
+def _text(data: str) -> str:
+    return base64.b64decode(data).decode("utf-8", "replace")
+
+
+def interpret(response: dict[str, Any], nonce: str, limits: Limits, sandbox_id: str) -> RunResult:
+    """Turn the fork-server's report into a result. Pure: no I/O, no model text evaluated."""
+    frame = parse_frame(base64.b64decode(response.get("frame") or ""), nonce)
+    end = Termination(
+        exit_code=response.get("exit_code"),
+        signal=response.get("signal"),
+        killed_by=response.get("killed_by"),
+        cpu_time_seconds=float(response.get("cpu_time_seconds", 0.0)),
+        cpu_limit_seconds=limits.cpu_time_seconds,
+    )
+    return RunResult(
+        status=classify(end, frame),
+        exit_code=end.exit_code,
+        signal=end.signal,
+        stdout=_text(response.get("stdout") or ""),
+        stderr=_text(response.get("stderr") or ""),
+        stdout_truncated=bool(response.get("stdout_truncated")),
+        stderr_truncated=bool(response.get("stderr_truncated")),
+        wall_time_seconds=float(response.get("wall_time_seconds", 0.0)),
+        cpu_time_seconds=end.cpu_time_seconds,
+        peak_memory_bytes=int(response.get("peak_memory_kib", 0)) * 1024,
+        sandbox_id=sandbox_id,
+        frame=frame,
+    )

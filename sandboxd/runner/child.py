@@ -1,0 +1,183 @@
+"""The forked child: lock the process down, run one job, write one result frame, exit.
+
+The order matters and is the security boundary of the fork-server (DESIGN.md §2.2):
+fds → session → scratch dir → random state → rlimits → no_new_privs → seccomp → model code.
+Nothing here returns: the child always leaves through ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json.encoder
+import math
+import os
+import random
+import resource
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import jobs
+from .encode import EncodeLimitError, Encoder
+from .protocol import HEADER, RESULT_FD
+
+__all__ = ["RESULT_FD", "ChildFds", "run"]
+from .syscalls import FilterLoader
+
+_write = os.write
+_exit = os._exit
+_escape_json: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_PR_SET_DUMPABLE = 4
+EXIT_SETUP_FAILED = 121
+EXIT_FRAME_FAILED = 122
+
+
+@dataclass(frozen=True)
+class ChildFds:
+    """Descriptors the parent prepared; they land on 0, 1, 2 and RESULT_FD in the child."""
+
+    stdin: int
+    stdout: int
+    stderr: int
+    result: int
+
+
+def _set_rlimits(limits: dict[str, Any]) -> None:
+    cpu = max(1, math.ceil(float(limits["cpu_time_seconds"])))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    vm_size = _vm_size_bytes()
+    address_space = vm_size + int(limits["memory_bytes"])
+    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    file_size = int(limits.get("file_size_bytes", 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+    open_files = int(limits.get("open_files", 64))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _vm_size_bytes() -> int:
+    with open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith(b"VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _raise_oom_score(loader: FilterLoader) -> None:
+    """Make this child the OOM killer's first choice (the file is only writable while dumpable)."""
+    try:
+        loader.prctl(_PR_SET_DUMPABLE, 1)
+        with open("/proc/self/oom_score_adj", "w") as adj:
+            adj.write("1000")
+    except OSError:
+        pass
+    finally:
+        loader.prctl(_PR_SET_DUMPABLE, 0)
+
+
+def _reseed() -> None:
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
+def _install_streams() -> tuple[io.TextIOWrapper, io.TextIOWrapper]:
+    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    out = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    err = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    sys.stdout, sys.stderr = out, err
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, out, err  # type: ignore[misc]
+    return out, err
+
+
+def lock_down(fds: ChildFds, scratch: str, limits: dict[str, Any], loader: FilterLoader) -> None:
+    """Everything between fork and model code. Raises if any step fails."""
+    os.setsid()
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # the usual CPython behaviour for model code
+    os.dup2(fds.stdin, 0)
+    os.dup2(fds.stdout, 1)
+    os.dup2(fds.stderr, 2)
+    os.dup2(fds.result, RESULT_FD)
+    os.closerange(RESULT_FD + 1, 1 << 16)
+    os.chdir(scratch)
+    _reseed()
+    _raise_oom_score(loader)
+    _set_rlimits(limits)
+    loader.set_no_new_privs()
+    loader.load()
+
+
+def _frame(nonce: str, outcome: jobs.Outcome, encoder: Encoder) -> bytes:
+    try:
+        values = [encoder.to_json(value) for value in outcome.values]
+        error = None
+    except (EncodeLimitError, RecursionError, MemoryError, ValueError) as exc:
+        values, error = [], str(exc) or type(exc).__name__
+    body = (
+        '{"v":1,"nonce":'
+        + _escape_json(nonce)
+        + ',"outcome":'
+        + _escape_json(outcome.outcome)
+        + ',"exc_type":'
+        + ("null" if outcome.exc_type is None else _escape_json(outcome.exc_type))
+        + ',"exc_builtin":'
+        + ("true" if outcome.exc_builtin else "false")
+        + ',"exit_code":'
+        + int.__repr__(outcome.exit_code)
+        + ',"non_canonical":'
+        + ("true" if encoder.non_canonical else "false")
+        + ',"encode_error":'
+        + ("null" if error is None else _escape_json(error))
+        + ',"values":['
+        + ",".join(values)
+        + "]}"
+    ).encode("ascii")
+    header: bytes = HEADER.pack(len(body))
+    return header + body
+
+
+def _program_frames(tb: Any) -> Any:
+    """Drop the runner's own frames so a traceback starts at the model's code."""
+    while tb is not None and tb.tb_frame.f_code.co_filename != "<program>":
+        tb = tb.tb_next
+    return tb
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = _write(fd, view)
+        view = view[written:]
+
+
+def run(fds: ChildFds, scratch: str, request: dict[str, Any], loader: FilterLoader) -> None:
+    """Entry point after fork. Never returns."""
+    try:
+        lock_down(fds, scratch, request["limits"], loader)
+        out, err = _install_streams()
+    except BaseException:  # any failure before model code is a set-up failure
+        _exit(EXIT_SETUP_FAILED)
+    job = request["job"]
+    encoder = Encoder(**request.get("encoder", {}))
+    try:
+        outcome = jobs.JOB_KINDS[job["kind"]](job)
+    except BaseException as exc:  # model code may raise anything
+        outcome = jobs.describe_exception(exc)
+        if outcome.outcome == "exception":
+            with contextlib.suppress(BaseException):  # a hostile __str__ must not stop the frame
+                traceback.print_exception(type(exc), exc, _program_frames(exc.__traceback__), file=err)
+    for stream in (out, err):
+        with contextlib.suppress(BaseException):  # the frame matters more than diagnostics
+            stream.flush()
+    try:
+        _write_all(RESULT_FD, _frame(request["nonce"], outcome, encoder))
+    except BaseException:
+        _exit(EXIT_FRAME_FAILED)
+    status = outcome.exit_code if outcome.outcome == "exit" else (1 if outcome.outcome == "exception" else 0)
+    _exit(status & 0xFF)

@@ -1,0 +1,172 @@
+"""The service: policies, backend, pools and executor, with a start-up and shutdown order.
+
+``Service`` holds no HTTP concerns; the API layer calls it. Start-up: load policies → check the
+engine can isolate (fail closed) → remove orphans of a crashed predecessor → warm the pools.
+Shutdown reverses it and removes every container this instance started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from .backends import load_backend
+from .backends.base import Backend, SandboxSpec
+from .exceptions import SandboxdError, Unavailable, UnknownPolicy
+from .executor import Executor
+from .metrics import Metrics
+from .policy import SandboxPolicy, load_policies
+from .pool import Pool
+from .run import RunResult, RunSpec
+from .seccomp import container_profile
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+MANAGED_LABEL = "sandboxd.managed"
+INSTANCE_LABEL = "sandboxd.instance"
+_CHECK_INTERVAL_SECONDS = 5.0
+
+
+def image_for(policy: SandboxPolicy, settings: Settings) -> str:
+    if policy.container.image:
+        return policy.container.image
+    if settings.image:
+        return settings.image
+    from .image import runner_image_tag  # noqa: PLC0415 - hashing the runner is only needed here
+
+    return runner_image_tag()
+
+
+def sandbox_spec(policy: SandboxPolicy, settings: Settings) -> SandboxSpec:
+    container = policy.container
+    return SandboxSpec(
+        image=image_for(policy, settings),
+        runtime=container.runtime,
+        memory_bytes=container.memory_bytes,
+        cpus=container.cpus,
+        pids_limit=container.pids_limit,
+        scratch_bytes=container.scratch_bytes,
+        scratch_inodes=container.scratch_inodes,
+        user=container.user,
+        seccomp_profile=container_profile(policy),
+        env={
+            "PYTHONHASHSEED": str(settings.hash_seed),
+            "PYTHONPATH": "/opt/sandboxd",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "LANG": "C.UTF-8",
+            "HOME": "/scratch",
+        },
+        labels={MANAGED_LABEL: "1", INSTANCE_LABEL: settings.instance, "sandboxd.policy": policy.name},
+    )
+
+
+def configure_message(policy: SandboxPolicy) -> dict[str, Any]:
+    return {
+        "syscalls": list(policy.syscalls),
+        "preload": list(policy.preload_modules),
+        "max_parallel": policy.pool.max_parallel_runs,
+        "scratch_root": "/scratch",
+    }
+
+
+class Service:
+    def __init__(
+        self, settings: Settings, backend: Backend | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.policies: dict[str, SandboxPolicy] = load_policies(settings.policies_dir)
+        if settings.default_policy not in self.policies:
+            raise SandboxdError(
+                f"default policy {settings.default_policy!r} is not in {settings.policies_dir}"
+            )
+        self.backend = backend or load_backend(settings)
+        self.pools: dict[str, Pool] = {}
+        self.executor = Executor(self.pools)
+        self.unavailable: str | None = "starting"
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {MANAGED_LABEL: "1", INSTANCE_LABEL: self.settings.instance}
+
+    async def start(self) -> None:
+        for policy in self.policies.values():
+            log.info("effective policy %s: %s", policy.name, policy.model_dump_json())
+            self.pools[policy.name] = Pool(
+                policy,
+                backend=self.backend,
+                spec=sandbox_spec(policy, self.settings),
+                configure=configure_message(policy),
+                metrics=self.metrics,
+            )
+        await self.check()
+        if self.unavailable is None:
+            removed = await self.backend.remove_labelled(self.labels)
+            if removed:
+                log.warning(
+                    "removed %d orphaned sandbox containers of instance %s", removed, self.settings.instance
+                )
+            if self.settings.warm_pools:
+                for pool in self.pools.values():
+                    await pool.start()
+        self._watch = asyncio.create_task(self._watch_engine())
+
+    async def check(self) -> None:
+        """Fail closed: record why isolation is unavailable, or clear the reason."""
+        images = {pool.spec.image for pool in self.pools.values()}
+        runtimes = {pool.spec.runtime for pool in self.pools.values()}
+        try:
+            await self.backend.check(images, runtimes)
+        except Unavailable as exc:
+            if self.unavailable != str(exc):
+                log.error("refusing to run code: %s", exc)
+            self.unavailable = str(exc)
+        else:
+            if self.unavailable is not None and self.unavailable != "starting":
+                log.info("isolation available again")
+            self.unavailable = None
+
+    async def _watch_engine(self) -> None:
+        while True:
+            await asyncio.sleep(_CHECK_INTERVAL_SECONDS)
+            was = self.unavailable
+            await self.check()
+            if was is not None and self.unavailable is None and self.settings.warm_pools:
+                for pool in self.pools.values():
+                    await pool.start()
+
+    def policy(self, name: str | None) -> SandboxPolicy:
+        chosen = name or self.settings.default_policy
+        try:
+            return self.policies[chosen]
+        except KeyError:
+            raise UnknownPolicy(f"unknown policy {chosen!r}; loaded: {sorted(self.policies)}") from None
+
+    def readiness(self) -> dict[str, Any]:
+        pools = {
+            name: {"warm": len(pool.warm), "ready": pool.ready, "last_error": pool.last_error}
+            for name, pool in self.pools.items()
+        }
+        ready = self.unavailable is None and all(p["ready"] for p in pools.values())
+        return {"ready": ready, "reason": self.unavailable, "pools": pools}
+
+    async def run(self, policy: SandboxPolicy, specs: Sequence[RunSpec]) -> list[RunResult]:
+        if self.unavailable is not None:
+            raise Unavailable(f"isolation unavailable: {self.unavailable}")
+        return await self.executor.run_batch(policy.name, specs)
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        await asyncio.gather(*(pool.close() for pool in self.pools.values()), return_exceptions=True)
+        try:
+            await self.backend.remove_labelled(self.labels)
+        except SandboxdError as exc:
+            log.warning("could not sweep containers at shutdown: %s", exc)
+        await self.backend.aclose()

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Prepare this machine for `make run` and `make test`. Safe to run again: each step checks before it acts.
+#
+#   1. system packages: docker.io (engine and client), debootstrap, python3-venv; runsc (gVisor) if available
+#   2. a Docker engine: started in the background if none is running (log: /var/log/sandboxd-dockerd.log)
+#   3. later services: ensure_postgres and ensure_prometheus (placeholders, added by later issues)
+#   4. .venv with `pip install -e '.[dev]'`, redone only when pyproject.toml is newer than the stamp
+#   5. the runner image, built by `sandboxd image build` if it is missing
+#
+# Runs as root (CI) or as a user with sudo (for apt-get and dockerd).
+# Optional: SANDBOXD_DOCKERD_ARGS (extra dockerd flags, e.g. another -H/--data-root) and SANDBOXD_DOCKERD_LOG.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+DOCKERD_LOG="${SANDBOXD_DOCKERD_LOG:-/var/log/sandboxd-dockerd.log}"
+VENV=.venv
+STAMP="$VENV/.installed-stamp"
+export PATH="$PATH:/usr/sbin:/sbin"   # dockerd and debootstrap live in sbin, which a user's PATH may lack
+
+log() { echo "setup: $*" >&2; }
+warn() { echo "setup: warning: $*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=0
+apt_install() {
+    if [ "$apt_updated" -eq 0 ]; then
+        log "apt-get update"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        apt_updated=1
+    fi
+    log "apt-get install $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+}
+
+docker_ok() { docker info >/dev/null 2>&1; }
+dockerd_running() { pgrep -x dockerd >/dev/null 2>&1 || pidof dockerd >/dev/null 2>&1; }
+
+# --- 1. system packages -------------------------------------------------------------------------------------
+ensure_packages() {
+    local missing=()
+    have dockerd || missing+=(docker.io)
+    have docker || missing+=(docker.io)          # the client ships in docker.io too
+    have debootstrap || missing+=(debootstrap)   # the registry-free image build
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        # shellcheck disable=SC2207  # package names have no spaces
+        missing=($(printf '%s\n' "${missing[@]}" | sort -u))
+        apt_install "${missing[@]}"
+    fi
+    # gVisor is optional: only tried on a machine whose engine is not up yet, so a second run stays fast.
+    if ! docker_ok && ! have runsc; then
+        apt_install runsc || warn "runsc (gVisor) could not be installed; policies that ask for it will fail"
+    fi
+}
+
+# --- 2. Docker engine ---------------------------------------------------------------------------------------
+ensure_dockerd() {
+    if docker_ok; then
+        if [ -x /usr/bin/runsc ] && ! docker info --format '{{json .Runtimes}}' | grep -q '"runsc"'; then
+            warn "runsc is installed but not registered with the running dockerd; restart it with" \
+                "--add-runtime runsc=/usr/bin/runsc to use gVisor"
+        fi
+        return
+    fi
+    if dockerd_running; then
+        log "dockerd is running but \`docker info\` fails; waiting for it"
+    else
+        local args=(--bridge=none --iptables=false --ip-masq=false)
+        [ -x /usr/bin/runsc ] && args+=(--add-runtime "runsc=/usr/bin/runsc")
+        local extra=()
+        read -ra extra <<<"${SANDBOXD_DOCKERD_ARGS:-}"
+        args+=("${extra[@]}")
+        log "starting dockerd ${args[*]} (log: $DOCKERD_LOG)"
+        # shellcheck disable=SC2016  # $@ and $0 are expanded by the inner shell
+        as_root sh -c 'nohup "$@" >>"$0" 2>&1 </dev/null &' "$DOCKERD_LOG" dockerd "${args[@]}"
+    fi
+    for _ in $(seq 60); do
+        docker_ok && { log "docker engine is up"; return; }
+        sleep 1
+    done
+    echo "setup: error: the docker engine did not come up within 60 s; see $DOCKERD_LOG" >&2
+    tail -n 20 "$DOCKERD_LOG" >&2 2>/dev/null || true
+    exit 1
+}
+
+# --- 3. later services --------------------------------------------------------------------------------------
+# Later issues add ensure_postgres (ledger database) and ensure_prometheus (metrics scraping) here. Keep them
+# idempotent like the steps above, and call them from main below.
+
+# --- 4. Python environment ----------------------------------------------------------------------------------
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "creating $VENV"
+        python3 -m venv "$VENV"
+    fi
+    if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+        log "pip install -e '.[dev]'"
+        "$VENV/bin/pip" install -q -e '.[dev]'
+        touch "$STAMP"
+    fi
+}
+
+# --- 5. runner image ----------------------------------------------------------------------------------------
+ensure_image() {
+    local tag
+    tag="$("$VENV/bin/sandboxd" image tag)"
+    if docker image inspect "$tag" >/dev/null 2>&1; then
+        docker tag "$tag" sandboxd-runner:latest
+        return
+    fi
+    log "building the runner image $tag"
+    "$VENV/bin/sandboxd" image build >/dev/null
+}
+
+main() {
+    ensure_packages
+    ensure_dockerd
+    ensure_venv
+    ensure_image
+    log "ready"
+}
+
+main "$@"
