@@ -17,14 +17,15 @@ import pytest
 from sandboxd import image
 
 FORKSERVER = f"{image.RUNNER_DIR}/forkserver.py"
+RUNNER_TREE = "/opt/sandboxd"  # everything sandboxd puts in the image, except pyseccomp, lives under here
 
-# Runs inside the image; prints one JSON object of facts for the tests below to check.
+# Runs inside the image with the paths of the runner files as argv[1]; prints one JSON object of facts.
 PROBE = """
-import hashlib, json, os, stat, sys
+import hashlib, importlib.util, json, os, stat, sys
 import numpy, pyseccomp
 pyseccomp.SyscallFilter(pyseccomp.ALLOW)  # loads libseccomp through ctypes
-paths = [os.path.join(root, name) for root in ("/opt/sandboxd/runner",) for name in os.listdir(root)]
-paths.append("/usr/lib/python3/dist-packages/pyseccomp.py")
+expected, tree = json.loads(sys.argv[1]), sys.argv[2]
+paths = sorted({os.path.join(d, n) for d, _, names in os.walk(tree) for n in names} | set(expected))
 print(json.dumps({
     "python": list(sys.version_info[:2]),
     "numpy": numpy.__version__,
@@ -34,6 +35,7 @@ print(json.dumps({
     "scratch_mode": stat.S_IMODE(os.stat("/scratch").st_mode),
     "files": {p: hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths},
     "modes": {p: [stat.S_IMODE(os.stat(p).st_mode), os.stat(p).st_uid] for p in paths},
+    "forkserver": importlib.util.find_spec("sandboxd.runner.forkserver").origin,
 }))
 """
 
@@ -66,8 +68,10 @@ def test_runner_files_cover_the_runner_package_and_pyseccomp() -> None:
     """Every runner module and the pyseccomp binding are mapped to their in-image paths."""
     files = image.runner_files()
     package = sorted(p.name for p in (Path(image.__file__).parent / "runner").glob("*.py"))
-    mapped = sorted(path.rsplit("/", 1)[1] for path in files if path != image.PYSECCOMP_PATH)
+    prefix = image.RUNNER_DIR + "/"
+    mapped = sorted(path.removeprefix(prefix) for path in files if path.startswith(prefix))
     assert mapped == package
+    assert FORKSERVER in files
     spec = importlib.util.find_spec("pyseccomp")
     assert spec is not None
     assert spec.origin is not None
@@ -97,7 +101,9 @@ def runner_image() -> str:
 @pytest.fixture(scope="session")
 def probe(runner_image: str) -> dict[str, Any]:
     """Facts reported by python3 inside the image, run with no network and a read-only root."""
-    done = _docker("run", "--rm", "--network", "none", "--read-only", runner_image, "python3", "-c", PROBE)
+    expected = json.dumps(sorted(image.runner_files()))
+    run = ("run", "--rm", "--network", "none", "--read-only", runner_image)
+    done = _docker(*run, "python3", "-c", PROBE, expected, RUNNER_TREE)
     facts: dict[str, Any] = json.loads(done.stdout)
     return facts
 
@@ -124,18 +130,24 @@ def test_image_runs_as_nobody_in_scratch(probe: dict[str, Any]) -> None:
 
 @pytest.mark.docker
 def test_image_contains_the_current_runner_files(probe: dict[str, Any]) -> None:
-    """Every runner file, the fork-server included, is in the image unchanged, root-owned and mode 0644."""
+    """The image holds exactly the current runner files, unchanged, root-owned and mode 0644."""
     expected = {path: hashlib.sha256(content).hexdigest() for path, content in image.runner_files().items()}
-    assert FORKSERVER in probe["files"]
     assert probe["files"] == expected
     assert all(mode == [0o644, 0] for mode in probe["modes"].values())
+
+
+@pytest.mark.docker
+def test_image_imports_the_forkserver_from_the_runner_dir(probe: dict[str, Any]) -> None:
+    """With the image's environment, ``sandboxd.runner.forkserver`` resolves to the copied runner file."""
+    assert probe["forkserver"] == FORKSERVER
 
 
 @pytest.mark.docker
 def test_image_config_starts_the_forkserver(runner_image: str) -> None:
     """The image's config runs the fork-server unprivileged, without writing bytecode."""
     config = json.loads(_docker("image", "inspect", "--format", "{{json .Config}}", runner_image).stdout)
-    assert config["Cmd"] == ["python3", "-s", "-B", FORKSERVER]
+    assert config["Cmd"][:3] == ["python3", "-s", "-B"]
+    assert config["Cmd"] == list(image.CMD)
     assert config["User"] == "65534:65534"
     assert config["WorkingDir"] == "/scratch"
     assert "PYTHONDONTWRITEBYTECODE=1" in config["Env"]

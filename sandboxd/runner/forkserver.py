@@ -63,7 +63,7 @@ class ForkServer:
         self.reader = MessageReader()
         self.queue: collections.deque[dict[str, Any]] = collections.deque()
         self.runs: dict[int, Run] = {}
-        self.loader: FilterLoader | None = None
+        self.prep: child.Preparation | None = None
         self.max_parallel = 1
         self.scratch_root = "/scratch"
         self.sequence = 0
@@ -99,13 +99,20 @@ class ForkServer:
     def dispatch(self, message: dict[str, Any]) -> None:
         op = message.get("op")
         if op == "ping":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
             self.send(
-                {"op": "pong", "id": message.get("id"), "running": len(self.runs), "queued": len(self.queue)}
+                {
+                    "op": "pong",
+                    "id": message.get("id"),
+                    "running": len(self.runs),
+                    "queued": len(self.queue),
+                    "cpu_time_seconds": usage.ru_utime + usage.ru_stime,
+                }
             )
         elif op == "configure":
             self.configure(message)
         elif op == "run":
-            if self.loader is None:
+            if self.prep is None:
                 self.send({"op": "error", "id": message.get("id"), "message": "not configured"})
             else:
                 self.queue.append(message)
@@ -123,7 +130,7 @@ class ForkServer:
             except Exception:  # a missing optional module is reported, not fatal
                 failed.append(name)
         try:
-            self.loader = FilterLoader(compile_filter(message["syscalls"]))
+            loader = FilterLoader(compile_filter(message["syscalls"]))
         except (KeyError, ValueError, OSError) as exc:
             self.send({"op": "error", "message": f"seccomp: {exc}"})
             self.closing = True
@@ -132,6 +139,7 @@ class ForkServer:
         self.scratch_root = str(message.get("scratch_root", "/scratch"))
         gc.collect()
         gc.freeze()  # keep the preloaded heap shared copy-on-write with every child
+        self.prep = child.Preparation(loader, child.ChildStreams.create(), child.vm_size_bytes())
         self.send(
             {
                 "op": "configured",
@@ -147,7 +155,7 @@ class ForkServer:
             self.start(self.queue.popleft())
 
     def start(self, request: dict[str, Any]) -> None:
-        assert self.loader is not None
+        assert self.prep is not None
         limits = request["limits"]
         self.sequence += 1
         scratch = os.path.join(self.scratch_root, f"run-{self.sequence}")
@@ -162,7 +170,7 @@ class ForkServer:
         started = time.monotonic()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which always _exits
-            child.run(fds, scratch, request, self.loader)
+            child.run(fds, scratch, request, self.prep)
         os.close(stdin_fd)
         pidfd = None
         with contextlib.suppress(OSError, AttributeError):
@@ -188,17 +196,18 @@ class ForkServer:
             self.selector.register(pidfd, selectors.EVENT_READ, ("exit", pid))
         self.runs[pid] = run
 
-    def on_stream(self, run: Run, fd: int) -> None:
+    def on_stream(self, run: Run, fd: int) -> bool:
+        """Read one chunk; False when there was nothing to read yet."""
         name = run.streams[fd]
         try:
             data = os.read(fd, _READ_CHUNK)
         except BlockingIOError:
-            return
+            return False
         if not data:
             self.selector.unregister(fd)
             os.close(fd)
             del run.streams[fd]
-            return
+            return True
         cap = run.frame_cap if name == "frame" else run.output_cap
         buffer = run.data[name]
         room = cap - len(buffer)
@@ -208,6 +217,7 @@ class ForkServer:
             self.kill(run, "output")
         else:
             buffer += data
+        return True
 
     def kill(self, run: Run, reason: str) -> None:
         if run.killed_by is None and run.exited is None:
@@ -229,10 +239,9 @@ class ForkServer:
         """The child is reaped: drain what is left in the pipes and report."""
         assert run.exited is not None
         ended = time.monotonic()
-        for fd in list(run.streams):
-            while fd in run.streams:
-                self.on_stream(run, fd)
-                if fd in run.streams and not self._readable(fd):
+        for fd in list(run.streams):  # the child is gone, so every pipe ends in EOF
+            for _ in range(1024):  # bounded: a pipe holds at most 64 KiB
+                if fd not in run.streams or not self.on_stream(run, fd):
                     break
         for fd in list(run.streams):
             self.selector.unregister(fd)
@@ -242,7 +251,10 @@ class ForkServer:
             self.selector.unregister(run.pidfd)
             os.close(run.pidfd)
         del self.runs[run.pid]
-        shutil.rmtree(run.scratch, ignore_errors=True)
+        try:
+            os.rmdir(run.scratch)  # children cannot create files, so it is normally empty
+        except OSError:
+            shutil.rmtree(run.scratch, ignore_errors=True)
         _, status, usage = run.exited
         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         term_signal = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
@@ -265,11 +277,6 @@ class ForkServer:
                 "frame_truncated": run.truncated["frame"],
             }
         )
-
-    @staticmethod
-    def _readable(fd: int) -> bool:
-        readable, _, _ = select.select([fd], [], [], 0)
-        return bool(readable)
 
     # -- loop -------------------------------------------------------------------------------
     def timeout(self) -> float | None:
