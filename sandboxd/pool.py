@@ -81,7 +81,9 @@ class Pool:
         if self.closed or self.clock() < self._retry_at:
             return
         self.warm = collections.deque(box for box in self.warm if box.alive)
-        target = self.policy.pool.warm_containers + self.waiters
+        # Leased sandboxes that will come back (reuse policies) count towards the target.
+        returning = sum(1 for box in self.leased if self._reusable(box, extra_request=True))
+        target = self.policy.pool.warm_containers + self.waiters - returning
         while self.starting < self.policy.pool.max_starting and len(self.warm) + self.starting < target:
             self.starting += 1
             self._spawn(self._start_one())
@@ -157,21 +159,23 @@ class Pool:
         """Return a sandbox after a request: keep it warm if the policy allows, else retire it."""
         self.leased.discard(sandbox)
         sandbox.requests_served += 1
-        pool = self.policy.pool
-        reusable = (
-            not self.closed
-            and sandbox.alive
-            and sandbox.requests_served < pool.max_requests_per_container
-            and sandbox.runs_served < pool.max_runs_per_container
-        )
-        if reusable:
+        if self._reusable(sandbox):
             sandbox.state = SandboxState.WARM
-            self.warm.append(sandbox)
+            self.warm.appendleft(sandbox)  # most recently used first: the others stay untouched
             self._spawn(self._notify())
         else:
             sandbox.state = SandboxState.RETIRING
             self._spawn(sandbox.destroy())
         self._refill()
+
+    def _reusable(self, sandbox: Sandbox, *, extra_request: bool = False) -> bool:
+        pool = self.policy.pool
+        return (
+            not self.closed
+            and sandbox.alive
+            and sandbox.requests_served + extra_request < pool.max_requests_per_container
+            and sandbox.runs_served < pool.max_runs_per_container
+        )
 
     async def _notify(self) -> None:
         async with self._changed:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import httpx
 import uvicorn
 
 from sandboxd.api.app import create_app
+from sandboxd.backends.base import SandboxExit, SandboxSpec
+from sandboxd.exceptions import BackendUnavailable
+from sandboxd.runner.protocol import HEADER, MessageReader, encode_message
 from sandboxd.settings import Settings
 
 
@@ -54,3 +61,101 @@ def running_server(
     finally:
         server.should_exit = True
         thread.join(timeout=60)
+
+
+class FakeHandle:
+    """An in-memory stand-in for a sandbox that answers the fork-server protocol.
+
+    It runs nothing and isolates nothing: it exists to unit-test pools, executors and plugins.
+    Every run "succeeds" with an empty valid frame unless ``fail_runs`` is set.
+    """
+
+    def __init__(self, number: int, backend: FakeBackend) -> None:
+        self.id = f"fake{number:08d}"
+        self.backend = backend
+        self.destroyed = False
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._reader = MessageReader()
+        self._outbox.put_nowait(encode_message({"op": "hello", "version": 1, "pid": 1}))
+
+    async def receive(self) -> bytes:
+        return await self._outbox.get()
+
+    async def send(self, data: bytes) -> None:
+        if self.destroyed:
+            raise BackendUnavailable("fake sandbox destroyed")
+        for message in self._reader.feed(data):
+            self.backend.received.append(message)
+            if message["op"] == "configure":
+                self._outbox.put_nowait(encode_message({"op": "configured", "pid": 1, "preload_failed": []}))
+            elif message["op"] == "run":
+                self._outbox.put_nowait(encode_message(self._result(message)))
+
+    def _result(self, message: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(
+            {
+                "v": 1,
+                "nonce": message["nonce"],
+                "outcome": "ok",
+                "exc_type": None,
+                "exit_code": 0,
+                "values": [],
+            }
+        ).encode()
+        frame = HEADER.pack(len(body)) + body
+        return {
+            "op": "result",
+            "id": message["id"],
+            "exit_code": 0,
+            "signal": None,
+            "killed_by": None,
+            "wall_time_seconds": 0.001,
+            "cpu_time_seconds": 0.001,
+            "peak_memory_kib": 1024,
+            "stdout": "",
+            "stderr": "",
+            "frame": base64.b64encode(frame).decode(),
+        }
+
+    def crash(self) -> None:
+        """Simulate the container dying: the stream ends."""
+        self._outbox.put_nowait(b"")
+
+    async def exit_info(self) -> SandboxExit:
+        return SandboxExit(oom_killed=False, exit_code=137)
+
+    async def destroy(self) -> None:
+        if not self.destroyed:
+            self.destroyed = True
+            self.backend.destroyed += 1
+            self._outbox.put_nowait(b"")
+
+
+class FakeBackend:
+    """A backend of :class:`FakeHandle` sandboxes; ``fail_starts`` makes ``create`` fail."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.created: list[FakeHandle] = []
+        self.destroyed = 0
+        self.received: list[dict[str, Any]] = []
+        self.fail_starts = False
+        self.unavailable: str | None = None
+
+    async def check(self, images: set[str], runtimes: set[str]) -> None:
+        if self.unavailable:
+            raise BackendUnavailable(self.unavailable)
+
+    async def create(self, spec: SandboxSpec) -> FakeHandle:
+        if self.fail_starts:
+            raise BackendUnavailable("fake engine refuses to start sandboxes")
+        handle = FakeHandle(len(self.created), self)
+        self.created.append(handle)
+        return handle
+
+    async def remove_labelled(self, labels: Mapping[str, str]) -> int:
+        return 0
+
+    async def aclose(self) -> None:
+        return None

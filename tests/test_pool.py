@@ -1,0 +1,198 @@
+"""Pool and executor logic, against the in-memory FakeBackend (no isolation is claimed here)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from sandboxd.exceptions import PoolExhausted
+from sandboxd.executor import Executor
+from sandboxd.metrics import Metrics
+from sandboxd.policy import SandboxPolicy, load_policies
+from sandboxd.pool import Pool
+from sandboxd.run import RunSpec
+from sandboxd.service import configure_message, sandbox_spec
+from sandboxd.settings import BUILTIN_POLICIES, Settings
+from sandboxd.testing import FakeBackend
+from sandboxd.verdict import Status
+
+
+def policy(**pool: Any) -> SandboxPolicy:
+    base = load_policies(BUILTIN_POLICIES)["default"]
+    return base.model_copy(update={"pool": base.pool.model_copy(update=pool)})
+
+
+def make_pool(backend: FakeBackend, **pool: Any) -> Pool:
+    chosen = policy(**pool)
+    return Pool(
+        chosen,
+        backend=backend,
+        spec=sandbox_spec(chosen, Settings(image="fake:latest")),
+        configure=configure_message(chosen),
+        metrics=Metrics(),
+    )
+
+
+async def settle(condition: Callable[[], bool], seconds: float = 2.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(test())
+
+
+def specs(count: int) -> list[RunSpec]:
+    limits = load_policies(BUILTIN_POLICIES)["default"].limits
+    return [RunSpec(job={"kind": "script", "code": f"print({i})"}, limits=limits) for i in range(count)]
+
+
+def test_pool_warms_to_target() -> None:
+    """A started pool configures warm_containers sandboxes with the policy's syscalls."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=3, max_starting=2)
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 3)
+        configures = [m for m in backend.received if m["op"] == "configure"]
+        assert len(configures) == 3
+        assert configures[0]["syscalls"] == list(pool.policy.syscalls)
+        assert (
+            pool.metrics.registry.get_sample_value(
+                "sandboxd_pool_containers", {"policy": "default", "state": "warm"}
+            )
+            == 3
+        )
+        await pool.close()
+
+    run(body)
+
+
+def test_per_request_sandboxes_are_destroyed_after_use() -> None:
+    """Under the default policy a sandbox serves one request, then is destroyed and replaced."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=1, max_requests_per_container=1)
+        executor = Executor({"default": pool})
+        await pool.start()
+        first = await executor.run_batch("default", specs(3))
+        second = await executor.run_batch("default", specs(1))
+        assert {r.status for r in first + second} == {Status.OK}
+        assert first[0].sandbox_id != second[0].sandbox_id
+        await settle(lambda: backend.destroyed >= 2)
+        await pool.close()
+
+    run(body)
+
+
+def test_reuse_policy_keeps_sandbox_warm() -> None:
+    """With max_requests_per_container > 1, consecutive requests share a sandbox until the cap."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=1, max_requests_per_container=2)
+        executor = Executor({"default": pool})
+        await pool.start()
+        ids = [(await executor.run_batch("default", specs(1)))[0].sandbox_id for _ in range(3)]
+        assert ids[0] == ids[1] != ids[2]
+        await pool.close()
+
+    run(body)
+
+
+def test_batch_results_keep_order_and_spread() -> None:
+    """A batch fans out over up to max_containers sandboxes and returns results in request order."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=2)
+        executor = Executor({"default": pool})
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 2)
+        results = await executor.run_batch("default", specs(40))
+        assert len(results) == 40
+        assert len({r.sandbox_id for r in results}) == 2
+        codes = [m["job"]["code"] for m in backend.received if m["op"] == "run"]
+        assert sorted(codes) == sorted(f"print({i})" for i in range(40))
+        await pool.close()
+
+    run(body)
+
+
+def test_dead_idle_sandbox_is_replaced() -> None:
+    """A warm sandbox whose stream ends is dropped and the pool starts a replacement."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=1)
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 1)
+        victim = pool.warm[0]
+        backend.created[0].crash()
+        await settle(lambda: not victim.alive)
+        results = await Executor({"default": pool}).run_batch("default", specs(1))
+        assert results[0].status is Status.OK
+        assert results[0].sandbox_id != victim.id
+        await pool.close()
+
+    run(body)
+
+
+def test_start_failures_back_off_and_exhaust() -> None:
+    """When the engine refuses, the lease fails with PoolExhausted naming the last start error."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        backend.fail_starts = True
+        pool = make_pool(backend, warm_containers=1, admission_timeout_seconds=0.3)
+        await pool.start()
+        with pytest.raises(PoolExhausted, match="refuses"):
+            await pool.lease(1)
+        failures = pool.metrics.registry.get_sample_value(
+            "sandboxd_container_start_failures_total", {"policy": "default"}
+        )
+        assert failures is not None
+        assert failures >= 1
+        backend.fail_starts = False
+        await asyncio.sleep(0.3)
+        pool._refill()
+        await settle(lambda: len(pool.warm) == 1, seconds=12)
+        await pool.close()
+
+    run(body)
+
+
+def test_sandbox_death_mid_batch_is_internal_error_and_rest_complete() -> None:
+    """Runs in flight on a sandbox that dies get a status; queued runs finish on a fresh sandbox."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=1, max_parallel_runs=1)
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 1)
+        handle = backend.created[0]
+        original = handle._result
+        calls = 0
+
+        def dying(message: dict[str, Any]) -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                handle.crash()
+                return {"op": "noise"}
+            return original(message)
+
+        handle._result = dying  # type: ignore[method-assign]
+        results = await Executor({"default": pool}).run_batch("default", specs(5))
+        statuses = [r.status for r in results]
+        assert statuses.count(Status.INTERNAL_ERROR) == 1
+        assert statuses.count(Status.OK) == 4
+        await pool.close()
+
+    run(body)
