@@ -48,6 +48,7 @@ class Pool:
         self.leased: set[Sandbox] = set()
         self.waiters = 0
         self.last_error: str | None = None
+        self.ever_warm = False
         self.closed = False
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -61,7 +62,10 @@ class Pool:
 
     @property
     def ready(self) -> bool:
-        return bool(self.warm) or (self.policy.pool.warm_containers == 0 and self.last_error is None)
+        # Once warm, a pool stays ready while it can start sandboxes; being drained by load is not a fault.
+        return bool(self.warm) or (
+            self.last_error is None and (self.ever_warm or self.policy.pool.warm_containers == 0)
+        )
 
     def _publish(self) -> None:
         counts = {state: 0 for state in SandboxState}
@@ -80,7 +84,7 @@ class Pool:
         """Start sandboxes until warm + starting covers the target, within max_starting."""
         if self.closed or self.clock() < self._retry_at:
             return
-        self.warm = collections.deque(box for box in self.warm if box.alive)
+        self._drop_dead()
         # Leased sandboxes that will come back (reuse policies) count towards the target.
         returning = sum(1 for box in self.leased if self._reusable(box, extra_request=True))
         target = self.policy.pool.warm_containers + self.waiters - returning
@@ -111,6 +115,7 @@ class Pool:
             else:
                 sandbox.state = SandboxState.WARM
                 self.warm.append(sandbox)
+                self.ever_warm = True
             self._backoff = 0.0
         finally:
             self.starting -= 1
@@ -136,7 +141,7 @@ class Pool:
             async with asyncio.timeout(deadline):
                 async with self._changed:
                     while True:
-                        self.warm = collections.deque(box for box in self.warm if box.alive)
+                        self._drop_dead()
                         if self.warm:
                             break
                         self._refill()
@@ -167,6 +172,14 @@ class Pool:
             sandbox.state = SandboxState.RETIRING
             self._spawn(sandbox.destroy())
         self._refill()
+
+    def _drop_dead(self) -> None:
+        """Forget warm sandboxes that died while idle, releasing what is left of them."""
+        dead = [box for box in self.warm if not box.alive]
+        if dead:
+            self.warm = collections.deque(box for box in self.warm if box.alive)
+            for box in dead:
+                self._spawn(box.destroy())
 
     def _reusable(self, sandbox: Sandbox, *, extra_request: bool = False) -> bool:
         pool = self.policy.pool

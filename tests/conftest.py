@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sandboxd.image import runner_image_tag
 from sandboxd.settings import BUILTIN_POLICIES, Settings
 from sandboxd.testing import running_server
 
@@ -19,23 +20,35 @@ TEST_POLICIES = Path(__file__).parent / "policies"
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
-def runsc_available() -> bool:
-    """Whether the Docker engine has the gVisor runtime registered."""
+def runsc_problem() -> str | None:
+    """Why gVisor cannot run sandboxes here, or None when a runsc container starts."""
     try:
-        out = subprocess.run(
+        runtimes = subprocess.run(
             ["docker", "info", "--format", "{{json .Runtimes}}"],
             capture_output=True,
             text=True,
             timeout=30,
             check=False,
         ).stdout
-        return "runsc" in json.loads(out or "{}")
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return False
+        if "runsc" not in json.loads(runtimes or "{}"):
+            return "gVisor (runsc) is not registered with the Docker engine"
+        probe = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "--runtime", "runsc", runner_image_tag(), "true"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return f"cannot probe runsc: {exc}"
+    if probe.returncode != 0:
+        return f"runsc is registered but cannot start a container: {probe.stderr.strip()[-300:]}"
+    return None
 
 
-RUNSC = runsc_available()
-needs_runsc = pytest.mark.skipif(not RUNSC, reason="gVisor (runsc) is not registered with the Docker engine")
+RUNSC_PROBLEM = runsc_problem()
+RUNSC = RUNSC_PROBLEM is None
+needs_runsc = pytest.mark.skipif(not RUNSC, reason=RUNSC_PROBLEM or "")
 
 
 @pytest.fixture(scope="session")

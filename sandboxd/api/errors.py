@@ -57,4 +57,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return _problem(exc.status_code, "http_error", exc.detail, dict(exc.headers or {}))
+        error = "invalid_request" if exc.status_code == 400 else "http_error"
+        return _problem(exc.status_code, error, exc.detail, dict(exc.headers or {}))

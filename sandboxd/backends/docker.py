@@ -48,6 +48,13 @@ def engine_errors(action: str) -> Iterator[None]:
         raise BackendUnavailable(f"{action}: docker engine unreachable: {exc}") from exc
 
 
+def _close_socket(socket_io: Any) -> None:
+    with contextlib.suppress(Exception):
+        socket_io._sock.close()
+    with contextlib.suppress(Exception):
+        socket_io.close()
+
+
 class DockerSandbox:
     """A started container, its attach stream split into protocol bytes and diagnostics."""
 
@@ -188,12 +195,15 @@ class DockerBackend:
                     working_dir="/scratch",
                     stop_signal="SIGKILL",
                 )
+                socket_io = None
                 try:
                     socket_io = container.attach_socket(
                         params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
                     )
                     container.start()
                 except BaseException:
+                    if socket_io is not None:
+                        _close_socket(socket_io)
                     with contextlib.suppress(Exception):
                         container.remove(force=True)
                     raise
@@ -205,6 +215,7 @@ class DockerBackend:
         try:
             reader, writer = await asyncio.open_connection(sock=raw, limit=2**20)
         except OSError as exc:
+            _close_socket(socket_io)
             await self.call(lambda: container.remove(force=True))
             raise BackendUnavailable(f"attach to sandbox failed: {exc}") from exc
         return DockerSandbox(self, container, reader, writer)
