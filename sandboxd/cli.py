@@ -9,6 +9,7 @@ small module of its own, and append it to ``GROUPS``. Handlers import heavy depe
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
@@ -34,6 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"sandboxd: invalid settings: {exc}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0
 

@@ -98,6 +98,7 @@ class Pool:
         try:
             handle = await self.backend.create(self.spec)
             sandbox = Sandbox(handle, self.name)
+            sandbox.on_death = self._on_death
             await sandbox.configure(self.configure_message, self.policy.container.start_timeout_seconds)
         except (SandboxdError, TimeoutError, OSError) as exc:
             self.metrics.container_start_failures.labels(policy=self.name).inc()
@@ -124,7 +125,7 @@ class Pool:
         self._refill()
 
     async def _retry_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+        await asyncio.sleep(delay if not self.closed else 0)
         self._refill()
 
     # -- leasing ----------------------------------------------------------------------------
@@ -173,6 +174,12 @@ class Pool:
             self._spawn(sandbox.destroy())
         self._refill()
 
+    def _on_death(self, sandbox: Sandbox) -> None:
+        """A sandbox's stream ended. Idle ones are dropped and replaced now; leased ones on release."""
+        if sandbox in self.warm:
+            self._drop_dead()
+            self._refill()
+
     def _drop_dead(self) -> None:
         """Forget warm sandboxes that died while idle, releasing what is left of them."""
         dead = [box for box in self.warm if not box.alive]
@@ -199,8 +206,13 @@ class Pool:
         boxes = list(self.warm) + list(self.leased)
         self.warm.clear()
         await asyncio.gather(*(box.destroy() for box in boxes), return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Let in-flight starts and destroys finish (a started sandbox sees `closed` and destroys
+        # itself); cancelling them could strand a container or an attach socket.
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self.policy.container.start_timeout_seconds)
+            for task in late:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*late, return_exceptions=True)
         self._publish()

@@ -7,6 +7,7 @@ import contextlib
 import enum
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .backends.base import SandboxExit, SandboxHandle
@@ -49,6 +50,7 @@ class Sandbox:
         self._pump: asyncio.Task[None] | None = None
         self._death: SandboxDied | None = None
         self.exit_info: SandboxExit | None = None
+        self.on_death: Callable[[Sandbox], None] | None = None  # set by the owning pool
 
     @property
     def id(self) -> str:
@@ -115,6 +117,8 @@ class Sandbox:
             if not future.done():
                 future.set_exception(self._death)
         self._control.put_nowait({"op": "__eof__"})
+        if self.on_death is not None:
+            self.on_death(self)
 
     def _route(self, message: dict[str, Any]) -> None:
         op = message.get("op")

@@ -60,7 +60,7 @@ ensure_dockerd() {
     if docker_ok; then
         if [ -x /usr/bin/runsc ] && ! docker info --format '{{json .Runtimes}}' | grep -q '"runsc"'; then
             warn "runsc is installed but not registered with the running dockerd; restart it with" \
-                "--add-runtime runsc=/usr/bin/runsc to use gVisor"
+                "a runsc runtime entry (runtimeArgs --network=none, see docs/runtimes.md) to use gVisor"
         fi
         return
     fi
@@ -68,7 +68,15 @@ ensure_dockerd() {
         log "dockerd is running but \`docker info\` fails; waiting for it"
     else
         local args=(--bridge=none --iptables=false --ip-masq=false)
-        [ -x /usr/bin/runsc ] && args+=(--add-runtime "runsc=/usr/bin/runsc")
+        if [ -x /usr/bin/runsc ]; then
+            # gVisor needs --network=none for containers without networking; --add-runtime cannot pass
+            # runtime arguments, so the runtime goes in a config file of our own (docs/runtimes.md).
+            local config=/etc/sandboxd/dockerd.json
+            as_root mkdir -p /etc/sandboxd
+            echo '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}}' \
+                | as_root tee "$config" >/dev/null
+            args+=(--config-file "$config")
+        fi
         local extra=()
         read -ra extra <<<"${SANDBOXD_DOCKERD_ARGS:-}"
         args+=("${extra[@]}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,7 @@ T = TypeVar("T")
 _MUX_HEADER = struct.Struct(">BxxxL")
 _STDOUT, _STDERR = 1, 2
 _DIAGNOSTIC_BYTES = 4096
+_DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
 
 @contextlib.contextmanager
@@ -46,6 +49,21 @@ def engine_errors(action: str) -> Iterator[None]:
         raise BackendUnavailable(f"{action}: docker engine refused: {exc.explanation or exc}") from exc
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise BackendUnavailable(f"{action}: docker engine unreachable: {exc}") from exc
+
+
+def _probe_unix_socket(url: str) -> None:
+    """Fail fast, and without the SDK leaking a socket, when a unix engine socket does not answer."""
+    if not url.startswith("unix://"):
+        return
+    path = url.removeprefix("unix://")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(5)
+            probe.connect(path)
+    except OSError as exc:
+        raise BackendUnavailable(
+            f"connect: docker engine unreachable at {path}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _close_socket(socket_io: Any) -> None:
@@ -136,6 +154,7 @@ class DockerBackend:
 
     def _engine(self) -> Any:
         if self._client is None:
+            _probe_unix_socket(self._settings.docker_url or os.environ.get("DOCKER_HOST") or _DEFAULT_SOCKET)
             with engine_errors("connect"):
                 if self._settings.docker_url:
                     self._client = docker.DockerClient(base_url=self._settings.docker_url, timeout=60)
@@ -209,7 +228,12 @@ class DockerBackend:
                     raise
             return container, socket_io
 
-        container, socket_io = await self.call(start)
+        started = asyncio.get_running_loop().run_in_executor(self._threads, start)
+        try:
+            container, socket_io = await asyncio.shield(started)
+        except asyncio.CancelledError:
+            started.add_done_callback(self._discard_started)
+            raise
         raw = socket_io._sock  # the SDK wraps the upgraded connection in a SocketIO
         raw.setblocking(False)
         try:
@@ -219,6 +243,15 @@ class DockerBackend:
             await self.call(lambda: container.remove(force=True))
             raise BackendUnavailable(f"attach to sandbox failed: {exc}") from exc
         return DockerSandbox(self, container, reader, writer)
+
+    def _discard_started(self, future: asyncio.Future[tuple[Any, Any]]) -> None:
+        """A start finished after its caller gave up: close the socket and remove the container."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        container, socket_io = future.result()
+        _close_socket(socket_io)
+        with contextlib.suppress(RuntimeError):  # the thread pool may already be shut down
+            self._threads.submit(lambda: container.remove(force=True))
 
     async def remove_labelled(self, labels: Mapping[str, str]) -> int:
         def sweep() -> int:
