@@ -21,6 +21,9 @@ from .verdict import Status
 
 log = logging.getLogger(__name__)
 _RESULT_GRACE_SECONDS = 10.0
+# Runs in flight per child slot: the fork-server always has the next run queued when a child exits,
+# and the daemon writes to the container half as often per run.
+_PIPELINE_DEPTH = 2
 
 
 class Executor:
@@ -46,7 +49,7 @@ class Executor:
             workers = [
                 self._worker(pool, sandbox, specs, queue, results, request_id)
                 for sandbox in sandboxes
-                for _ in range(pool.policy.pool.max_parallel_runs)
+                for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
             ]
             await asyncio.gather(*workers)
             while not queue.empty():  # every leased sandbox died: finish on fresh ones
@@ -55,7 +58,7 @@ class Executor:
                 await asyncio.gather(
                     *(
                         self._worker(pool, spare[0], specs, queue, results, request_id)
-                        for _ in range(pool.policy.pool.max_parallel_runs)
+                        for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
                     )
                 )
         finally:
@@ -86,7 +89,7 @@ class Executor:
                 return
             spec = specs[index]
             message, nonce = fork_request(spec, pool.policy, f"{request_id}-{index}")
-            timeout = spec.limits.wall_time_seconds + _RESULT_GRACE_SECONDS
+            timeout = spec.limits.wall_time_seconds * _PIPELINE_DEPTH + _RESULT_GRACE_SECONDS
             try:
                 response = await sandbox.run(message, timeout)
             except SandboxDied as death:

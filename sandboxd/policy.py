@@ -79,7 +79,10 @@ class SandboxPolicy(_Frozen):
     limits: Limits = Limits()  # what a request gets when it asks for nothing
     caps: Limits = Limits()  # the most a request may ask for
     syscalls: tuple[str, ...] = Field(min_length=1)  # the child's allowlist; everything else kills
-    preload_modules: tuple[str, ...] = ()
+    preload_modules: tuple[str, ...] = ()  # imported once by the fork-server (PID 1)
+    # Imported by a second fork-server that PID 1 starts on first use; runs whose text mentions one
+    # of these names are forked from it. Keeps every other fork small and fast (docs/design.md).
+    heavy_modules: tuple[str, ...] = ()
     container: ContainerOptions = ContainerOptions()
     pool: PoolOptions = PoolOptions()
     batch: BatchOptions = BatchOptions()

@@ -42,7 +42,7 @@ class RunResult:
 def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str) -> tuple[dict[str, Any], str]:
     """Build the fork-server ``run`` message; returns it with the run's fresh nonce."""
     nonce = secrets.token_hex(16)
-    message = {
+    message: dict[str, Any] = {
         "op": "run",
         "id": run_id,
         "nonce": nonce,
@@ -52,7 +52,17 @@ def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str) -> tuple[dic
         "encoder": policy.encoder.model_dump(),
         "frame_bytes": policy.encoder.max_text_bytes + 65536,
     }
+    if needs_heavy_zygote(spec.job, policy.heavy_modules):
+        message["zygote"] = "heavy"
     return message, nonce
+
+
+def needs_heavy_zygote(job: dict[str, Any], heavy_modules: tuple[str, ...]) -> bool:
+    """A speed hint only: a wrong answer makes a run slower, never less isolated."""
+    if not heavy_modules:
+        return False
+    texts = [job.get("code") or "", job.get("program") or "", *job.get("imports", [])]
+    return any(name in text for text in texts for name in heavy_modules)
 
 
 def _text(data: str) -> str:

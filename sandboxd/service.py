@@ -69,6 +69,7 @@ def configure_message(policy: SandboxPolicy) -> dict[str, Any]:
     return {
         "syscalls": list(policy.syscalls),
         "preload": list(policy.preload_modules),
+        "heavy_modules": list(policy.heavy_modules),
         "max_parallel": policy.pool.max_parallel_runs,
         "scratch_root": "/scratch",
     }

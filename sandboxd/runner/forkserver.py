@@ -2,7 +2,13 @@
 
 It speaks :mod:`.protocol` on its stdin/stdout. After ``configure`` it imports the preload modules
 once, compiles the seccomp allowlist once, and then forks one fresh child per ``run`` request,
-at most ``max_parallel`` at a time. It enforces wall time and output caps from outside the
+at most ``max_parallel`` at a time.
+
+Heavy modules (numpy) make every fork and every exit slower, because the page tables to copy and
+tear down grow with them. So PID 1 preloads only the light modules, and a ``run`` tagged
+``"zygote": "heavy"`` goes to a second fork-server (the *heavy zygote*) that PID 1 forks on first
+use, which imports the heavy modules and then serves over a socketpair. Both apply the identical
+lock-down; the tag only decides which warm image a child is forked from. It enforces wall time and output caps from outside the
 child with SIGKILL and reports usage from ``wait4``. It never interprets results: it forwards
 the child's raw result frame to the daemon, which decides the verdict.
 """
@@ -15,25 +21,28 @@ import contextlib
 import errno
 import gc
 import importlib
+import json
 import os
 import resource
 import select
 import selectors
 import shutil
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import child
-from .protocol import MessageReader, ProtocolError, encode_message
+from .protocol import MessageReader, ProtocolError, encode_message, split_frames
 from .syscalls import FilterLoader, compile_filter
 
 VERSION = 1
 _READ_CHUNK = 65536
 _REAP_POLL_SECONDS = 0.005
 _PR_SET_DUMPABLE = 4
+_ZYGOTE_FD = 4  # fds 0-3 are taken (see _own_protocol_fds)
 
 
 @dataclass
@@ -66,12 +75,23 @@ class ForkServer:
         self.prep: child.Preparation | None = None
         self.max_parallel = 1
         self.scratch_root = "/scratch"
+        self.scratch_prefix = "run"
         self.sequence = 0
         self.closing = False
+        self.heavy_modules: list[str] = []
+        self.zygote: Zygote | None = None
+        self.outbox: list[bytes] = []
 
     # -- wire -------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
-        view = memoryview(encode_message(message))
+        """Queue a message; :meth:`flush` writes everything queued in one go after each step."""
+        self.outbox.append(encode_message(message))
+
+    def flush(self) -> None:
+        if not self.outbox:
+            return
+        view = memoryview(b"".join(self.outbox))
+        self.outbox.clear()
         while view:
             try:
                 view = view[os.write(self.responses_fd, view) :]
@@ -114,6 +134,8 @@ class ForkServer:
         elif op == "run":
             if self.prep is None:
                 self.send({"op": "error", "id": message.get("id"), "message": "not configured"})
+            elif message.get("zygote") == "heavy" and self.heavy_modules:
+                self.to_zygote(message)
             else:
                 self.queue.append(message)
         elif op == "shutdown":
@@ -136,6 +158,7 @@ class ForkServer:
             self.closing = True
             return
         self.max_parallel = max(1, int(message.get("max_parallel", 1)))
+        self.heavy_modules = [str(name) for name in message.get("heavy_modules", [])]
         self.scratch_root = str(message.get("scratch_root", "/scratch"))
         gc.collect()
         gc.freeze()  # keep the preloaded heap shared copy-on-write with every child
@@ -158,13 +181,15 @@ class ForkServer:
         assert self.prep is not None
         limits = request["limits"]
         self.sequence += 1
-        scratch = os.path.join(self.scratch_root, f"run-{self.sequence}")
+        scratch = os.path.join(self.scratch_root, f"{self.scratch_prefix}-{self.sequence}")
         os.mkdir(scratch, 0o700)
-        stdin_fd = os.memfd_create("stdin")
         stdin_bytes = str(request.get("stdin") or "").encode("utf-8", "surrogatepass")
         if stdin_bytes:
+            stdin_fd = os.memfd_create("stdin")
             os.write(stdin_fd, stdin_bytes)
             os.lseek(stdin_fd, 0, os.SEEK_SET)
+        else:
+            stdin_fd = os.dup(child.RESULT_FD)  # fd 3 is /dev/null in the fork-server
         pipes = {name: os.pipe() for name in ("stdout", "stderr", "frame")}
         fds = child.ChildFds(stdin_fd, pipes["stdout"][1], pipes["stderr"][1], pipes["frame"][1])
         started = time.monotonic()
@@ -278,6 +303,60 @@ class ForkServer:
             }
         )
 
+    # -- heavy zygote -----------------------------------------------------------------------
+    def to_zygote(self, message: dict[str, Any]) -> None:
+        if self.zygote is None:
+            self.zygote = self.spawn_zygote()
+        self.zygote.inflight.add(str(message.get("id")))
+        data = memoryview(encode_message(message))
+        while data:
+            try:
+                data = data[os.write(self.zygote.fd, data) :]
+            except BlockingIOError:
+                select.select([], [self.zygote.fd], [], 1.0)
+
+    def spawn_zygote(self) -> Zygote:
+        assert self.prep is not None
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the zygote process never returns from here
+            ours.close()
+            os.dup2(theirs.fileno(), _ZYGOTE_FD)
+            os.closerange(_ZYGOTE_FD + 1, 1 << 16)
+            status = 1
+            try:
+                status = run_zygote(self, _ZYGOTE_FD)
+            finally:
+                os._exit(status)
+        theirs.close()
+        fd = ours.detach()
+        os.set_blocking(fd, False)
+        self.selector.register(fd, selectors.EVENT_READ, ("zygote", pid))
+        return Zygote(pid=pid, fd=fd)
+
+    def on_zygote(self) -> None:
+        zygote = self.zygote
+        assert zygote is not None
+        try:
+            data = os.read(zygote.fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        zygote.buffer += data
+        for frame in split_frames(zygote.buffer):
+            zygote.note_result(frame)
+            self.send_raw(frame)
+        if not data:  # the zygote died: fail what it held, respawn on next use
+            self.selector.unregister(zygote.fd)
+            os.close(zygote.fd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(zygote.pid, 0)
+            for run_id in zygote.inflight:
+                self.send({"op": "error", "id": run_id, "message": "heavy zygote died"})
+            self.zygote = None
+
+    def send_raw(self, frame: bytes) -> None:
+        self.outbox.append(frame)
+
     # -- loop -------------------------------------------------------------------------------
     def timeout(self) -> float | None:
         if not self.runs:
@@ -295,6 +374,9 @@ class ForkServer:
                 self.on_requests()
                 continue
             kind, pid = key.data
+            if kind == "zygote":
+                self.on_zygote()
+                continue
             run = self.runs.get(pid)
             if run is None:
                 continue
@@ -308,15 +390,55 @@ class ForkServer:
                 self.kill(run, "wall")
             if run.pidfd is None and run.exited is None and self.try_reap(run):
                 self.finish(run)
+        self.start_queued()  # a finished child frees a slot for a queued run right away
+        self.flush()
 
-    def serve(self) -> None:
+    def serve(self, *, greet: bool = True) -> None:
         os.set_blocking(self.requests_fd, False)
         self.selector.register(self.requests_fd, selectors.EVENT_READ, None)
-        self.send({"op": "hello", "version": VERSION, "pid": os.getpid()})
+        if greet:
+            self.send({"op": "hello", "version": VERSION, "pid": os.getpid()})
+            self.flush()
         while not (self.closing and not self.runs and not self.queue):
             if self.closing:
                 self.queue.clear()
+                if self.zygote is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(self.zygote.fd)
+                    self.zygote = None
             self.step()
+
+
+@dataclass
+class Zygote:
+    """PID 1's handle on the heavy zygote."""
+
+    pid: int
+    fd: int
+    buffer: bytearray = field(default_factory=bytearray)
+    inflight: set[str] = field(default_factory=set)
+
+    def note_result(self, frame: bytes) -> None:
+        with contextlib.suppress(ValueError):
+            message = json.loads(frame[4:])
+            self.inflight.discard(str(message.get("id")))
+
+
+def run_zygote(parent: ForkServer, fd: int) -> int:
+    """Body of the heavy zygote: import the heavy modules, then serve runs over ``fd``."""
+    assert parent.prep is not None
+    server = ForkServer(fd, fd)
+    for name in parent.heavy_modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    server.max_parallel = parent.max_parallel
+    server.scratch_root = parent.scratch_root
+    server.scratch_prefix = "heavy"
+    gc.collect()
+    gc.freeze()
+    server.prep = child.Preparation(parent.prep.loader, parent.prep.streams, child.vm_size_bytes())
+    server.serve(greet=False)
+    return 0
 
 
 def _own_protocol_fds() -> tuple[int, int]:

@@ -1,8 +1,11 @@
 """What a child runs once it is locked down. Each job kind returns an :class:`Outcome`.
 
-Only ``script`` exists at this layer: run the program as ``__main__``. Callers that need values
-(the AZR verifier) add kinds here that evaluate argument text and call ``f`` *inside* the
-sandbox, and report values through the canonical encoder, never through stdout.
+- ``script``: run the program as ``__main__``.
+- ``calls``: run the imports and the program, then evaluate ``f(<argument text>)`` (each call
+  ``repeat`` times) and standalone expressions, reporting every result as a value through the
+  canonical encoder, never through stdout. The argument and expression texts were already parsed
+  and restricted on the trusted side; here they are only compiled and evaluated, inside the sandbox.
+  Each result is ``("ok", value, repr_text)`` or ``("error", exception_type_name)``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ _type = type
 _type_name = type.__dict__["__name__"].__get__
 _compile = compile
 _exec = exec
+_eval = eval
+_repr = repr
+_REPR_CAP = 1 << 20
 _builtins_module = builtins
 _BUILTIN_EXCEPTIONS = frozenset(
     value for value in vars(builtins).values() if isinstance(value, type) and issubclass(value, BaseException)
@@ -54,4 +60,48 @@ def run_script(job: dict[str, Any]) -> Outcome:
     return Outcome()
 
 
-JOB_KINDS: dict[str, Callable[[dict[str, Any]], Outcome]] = {"script": run_script}
+def _result(code: Any, namespace: dict[str, Any]) -> tuple[Any, ...]:
+    """Evaluate once; never lets an exception (even SystemExit) escape."""
+    try:
+        value = _eval(code, namespace)
+    except BaseException as exc:
+        return ("error", describe_exception(exc).exc_type)
+    try:
+        text = _repr(value)
+    except BaseException:
+        return ("ok", value, None)
+    if _type(text) is not str:
+        return ("ok", value, None)
+    return ("ok", value, text[:_REPR_CAP])
+
+
+def _namespace(imports: list[str], program: str | None) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": _builtins_module}
+    for line in imports:
+        _exec(_compile(line, "<imports>", "exec"), namespace)
+    if program:
+        _exec(_compile(program, "<program>", "exec"), namespace)
+    return namespace
+
+
+def run_calls(job: dict[str, Any]) -> Outcome:
+    """Run ``program`` once, then each call and each expression; report results as values."""
+    namespace = _namespace(job.get("imports", []), job.get("program"))
+    entry = job.get("entry", "f")
+    results: list[Any] = []
+    for arguments in job.get("calls", []):
+        code = _compile(entry + "(" + arguments + ")", "<input>", "eval")
+        for _ in range(int(job.get("repeat", 1))):
+            results.append(_result(code, namespace))
+    for expression in job.get("expressions", []):
+        try:
+            scope = _namespace(expression.get("imports", []), None)
+            code = _compile(expression["text"], "<expression>", "eval")
+        except BaseException as exc:
+            results.append(("error", describe_exception(exc).exc_type))
+            continue
+        results.append(_result(code, scope))
+    return Outcome(values=results)
+
+
+JOB_KINDS: dict[str, Callable[[dict[str, Any]], Outcome]] = {"script": run_script, "calls": run_calls}

@@ -61,3 +61,18 @@ class MessageReader:
     def pending(self) -> int:
         """Bytes received that do not yet form a whole message."""
         return len(self._buffer)
+
+
+def split_frames(buffer: bytearray, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
+    """Remove and return every whole length-prefixed message in ``buffer``, still encoded."""
+    frames: list[bytes] = []
+    while len(buffer) >= HEADER.size:
+        (length,) = HEADER.unpack_from(buffer)
+        if length > max_bytes:
+            raise ProtocolError(f"message of {length} bytes exceeds {max_bytes}")
+        end = HEADER.size + length
+        if len(buffer) < end:
+            break
+        frames.append(bytes(buffer[:end]))
+        del buffer[:end]
+    return frames
