@@ -45,9 +45,10 @@ class Executor:
         for index in range(len(specs)):
             queue.put_nowait(index)
         request_id = uuid.uuid4().hex[:12]
+        retried: set[int] = set()
         try:
             workers = [
-                self._worker(pool, sandbox, specs, queue, results, request_id)
+                self._worker(pool, sandbox, specs, queue, results, request_id, retried)
                 for sandbox in sandboxes
                 for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
             ]
@@ -57,7 +58,7 @@ class Executor:
                 sandboxes.extend(spare)
                 await asyncio.gather(
                     *(
-                        self._worker(pool, spare[0], specs, queue, results, request_id)
+                        self._worker(pool, spare[0], specs, queue, results, request_id, retried)
                         for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
                     )
                 )
@@ -81,6 +82,7 @@ class Executor:
         queue: asyncio.Queue[int],
         results: list[RunResult | None],
         request_id: str,
+        retried: set[int],
     ) -> None:
         while sandbox.alive:
             try:
@@ -95,6 +97,12 @@ class Executor:
             except SandboxDied as death:
                 pool.metrics.sandbox_deaths.labels(policy=pool.name).inc()
                 oom = death.exit_info is not None and death.exit_info.oom_killed
+                if not oom and index not in retried:
+                    # Killed from outside (engine restart, operator, crash): programs have no side
+                    # effects, so the run is retried once on a fresh sandbox.
+                    retried.add(index)
+                    queue.put_nowait(index)
+                    return
                 results[index] = RunResult(
                     status=Status.MEMORY_LIMIT if oom else Status.INTERNAL_ERROR,
                     sandbox_id=sandbox.id,
