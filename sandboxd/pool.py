@@ -165,7 +165,7 @@ class Pool:
         """Return a sandbox after a request: keep it warm if the policy allows, else retire it."""
         self.leased.discard(sandbox)
         sandbox.requests_served += 1
-        if self._reusable(sandbox):
+        if self._reusable(sandbox) and len(self.warm) < max(1, self.policy.pool.warm_containers):
             sandbox.state = SandboxState.WARM
             self.warm.appendleft(sandbox)  # most recently used first: the others stay untouched
             self._spawn(self._notify())

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _type = type
+_issubclass = issubclass
 _type_name = type.__dict__["__name__"].__get__
 _compile = compile
 _exec = exec
@@ -49,6 +50,8 @@ def describe_exception(exc: BaseException) -> Outcome:
         code = exc.code  # type: ignore[attr-defined]  # cls is exactly SystemExit
         exit_code = code if _type(code) is int else (0 if code is None else 1)
         return Outcome(outcome="exit", exc_type=name, exc_builtin=True, exit_code=exit_code)
+    if _issubclass(cls, MemoryError):  # numpy's _ArrayMemoryError and friends: the limit was hit
+        return Outcome(outcome="exception", exc_type="MemoryError", exc_builtin=True, exit_code=1)
     return Outcome(outcome="exception", exc_type=name, exc_builtin=cls in _BUILTIN_EXCEPTIONS, exit_code=1)
 
 

@@ -42,7 +42,12 @@ def compile_filter(allowed: Iterable[str]) -> bytes:
     import pyseccomp as sc  # noqa: PLC0415 - imported here so the daemon side never needs libseccomp
 
     names = sorted(set(allowed))
-    filt = sc.SyscallFilter(sc.KILL_PROCESS)
+    try:
+        filt = sc.SyscallFilter(sc.KILL_PROCESS)
+    except OSError:
+        # gVisor's seccomp reports an API level without KILL_PROCESS. KILL (the thread) is
+        # equivalent here: children cannot start threads (RLIMIT_NPROC is 0).
+        filt = sc.SyscallFilter(sc.KILL)
     with contextlib.suppress(Exception):  # libseccomp >= 2.5: a binary tree instead of a linear chain
         filt.set_attr(_ATTR_CTL_OPTIMIZE, 2)
     write_mask = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND

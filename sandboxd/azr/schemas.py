@@ -1,0 +1,91 @@
+"""Request and response models of ``/v1/azr``, in AZR's task format."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TaskType = Literal["deduction", "abduction", "induction"]
+
+
+class Reason(enum.StrEnum):
+    OK = "ok"
+    WRONG_ANSWER = "wrong_answer"  # check only: ran fine, values differ
+    SYNTAX_ERROR = "syntax_error"
+    BAD_ARGUMENTS = "bad_arguments"  # argument/answer text is not plain arguments or a plain expression
+    RUNTIME_ERROR = "runtime_error"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory_limit"
+    OUTPUT_LIMIT = "output_limit"
+    SANDBOX_VIOLATION = "sandbox_violation"
+    NONDETERMINISTIC = "nondeterministic"
+    NON_CANONICAL_OUTPUT = "non_canonical_output"
+    INTERNAL_ERROR = "internal_error"  # a sandboxd fault; retry
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(BaseModel):
+    wall_time_seconds: float = 0.0
+    cpu_time_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+
+
+class ProposedTask(_Strict):
+    task_type: TaskType
+    program: str = Field(description="Source defining f")
+    imports: list[str] | str = Field(default_factory=list, description="Import lines (or AZR's string form)")
+    inputs: list[str] = Field(min_length=1, description="Argument texts, each exactly what goes inside f(...)")
+
+
+class ValidateRequest(_Strict):
+    tasks: list[ProposedTask] = Field(min_length=1)
+    policy: str | None = None
+    truncate_outputs: bool = Field(False, description="AZR's 400-character truncation of output reprs")
+    allow_non_canonical: bool = Field(True, description="Accept outputs outside the canonical types (by repr)")
+
+
+class ValidateResult(BaseModel):
+    valid: bool
+    reason: Reason
+    outputs: list[str | None] = Field(description="repr of f(input), taken inside the sandbox")
+    values: list[Any] = Field(description="Canonical tagged values; null where not canonical")
+    detail: str | None = None
+    usage: Usage
+
+
+class ValidateResponse(BaseModel):
+    results: list[ValidateResult]
+
+
+class Answer(_Strict):
+    task_type: TaskType
+    imports: list[str] | str = Field(default_factory=list)
+    answer: str = Field(description="deduction: an output expression; abduction: argument text; induction: a program")
+    program: str | None = Field(None, description="deduction and abduction: the task's program")
+    input: str | None = Field(None, description="deduction: the argument text the output belongs to")
+    expected_output: str | None = Field(None, description="deduction and abduction: the gold output expression")
+    inputs: list[str] = Field(default_factory=list, description="induction: hidden argument texts")
+    outputs: list[str] = Field(default_factory=list, description="induction: hidden output expressions")
+
+
+class CheckRequest(_Strict):
+    answers: list[Answer] = Field(min_length=1)
+    policy: str | None = None
+
+
+class CheckResult(BaseModel):
+    correct: bool
+    reward: float
+    reason: Reason
+    compared_by: Literal["canonical", "repr"] | None = None
+    detail: str | None = None
+    usage: Usage
+
+
+class CheckResponse(BaseModel):
+    results: list[CheckResult]
