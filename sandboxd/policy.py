@@ -69,6 +69,14 @@ class EncoderCaps(_Frozen):
     allow_repr: bool = False
 
 
+class AzrOptions(_Frozen):
+    """Caps of the AZR verification API."""
+
+    max_inputs: int = Field(10, ge=1, le=1000)  # induction inputs per proposed task
+    max_tasks: int = Field(1024, ge=1)  # tasks or answers per request
+    expressions_per_run: int = Field(32, ge=1, le=1024)  # expected outputs evaluated per child
+
+
 class SandboxPolicy(_Frozen):
     """A named sandbox policy (``kind: sandbox``)."""
 
@@ -88,6 +96,7 @@ class SandboxPolicy(_Frozen):
     batch: BatchOptions = BatchOptions()
     request: RequestCaps = RequestCaps()
     encoder: EncoderCaps = EncoderCaps()
+    azr: AzrOptions = AzrOptions()
 
     @model_validator(mode="after")
     def _consistent(self) -> SandboxPolicy:

@@ -13,7 +13,7 @@ from sandboxd.backends.base import Backend
 from sandboxd.service import Service
 from sandboxd.settings import Settings
 
-from . import errors, health, runs
+from . import azr, errors, fusion, health, runs
 from .bodylimit import BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
@@ -43,4 +43,6 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     errors.install(app)
     app.include_router(health.router)
     app.include_router(runs.router)
+    app.include_router(azr.router)
+    app.include_router(fusion.router)
     return app

@@ -39,14 +39,18 @@ class ProposedTask(_Strict):
     task_type: TaskType
     program: str = Field(description="Source defining f")
     imports: list[str] | str = Field(default_factory=list, description="Import lines (or AZR's string form)")
-    inputs: list[str] = Field(min_length=1, description="Argument texts, each exactly what goes inside f(...)")
+    inputs: list[str] = Field(
+        min_length=1, description="Argument texts, each exactly what goes inside f(...)"
+    )
 
 
 class ValidateRequest(_Strict):
     tasks: list[ProposedTask] = Field(min_length=1)
     policy: str | None = None
     truncate_outputs: bool = Field(False, description="AZR's 400-character truncation of output reprs")
-    allow_non_canonical: bool = Field(True, description="Accept outputs outside the canonical types (by repr)")
+    allow_non_canonical: bool = Field(
+        True, description="Accept outputs outside the canonical types (by repr)"
+    )
 
 
 class ValidateResult(BaseModel):
@@ -65,10 +69,14 @@ class ValidateResponse(BaseModel):
 class Answer(_Strict):
     task_type: TaskType
     imports: list[str] | str = Field(default_factory=list)
-    answer: str = Field(description="deduction: an output expression; abduction: argument text; induction: a program")
+    answer: str = Field(
+        description="deduction: an output expression; abduction: argument text; induction: a program"
+    )
     program: str | None = Field(None, description="deduction and abduction: the task's program")
     input: str | None = Field(None, description="deduction: the argument text the output belongs to")
-    expected_output: str | None = Field(None, description="deduction and abduction: the gold output expression")
+    expected_output: str | None = Field(
+        None, description="deduction and abduction: the gold output expression"
+    )
     inputs: list[str] = Field(default_factory=list, description="induction: hidden argument texts")
     outputs: list[str] = Field(default_factory=list, description="induction: hidden output expressions")
 

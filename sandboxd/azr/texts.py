@@ -18,7 +18,7 @@ FORBIDDEN_NAMES = frozenset(
     {
         "eval", "exec", "compile", "open", "input", "breakpoint", "globals", "locals", "vars", "getattr",
         "setattr", "delattr", "type", "object", "super", "classmethod", "staticmethod", "property",
-        "memoryview", "exit", "quit", "help", "print", "f",
+        "memoryview", "exit", "quit", "help", "print",
     }
 )  # fmt: skip
 
@@ -59,7 +59,9 @@ def check_arguments(text: str) -> None:
     call = tree.body
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "f"):
         raise TextRejected("argument text must be exactly the arguments of one call")
-    if call.end_col_offset != len(f"f({text})".splitlines()[-1]) or call.end_lineno != len(f"f({text})".splitlines()):
+    if call.end_col_offset != len(f"f({text})".splitlines()[-1]) or call.end_lineno != len(
+        f"f({text})".splitlines()
+    ):
         raise TextRejected("argument text must be exactly the arguments of one call")
     for node in [*call.args, *call.keywords]:
         _check_plain(node, "argument text")
@@ -88,7 +90,10 @@ def check_program(source: str, entry: str = "f") -> None:
     assert isinstance(tree, ast.Module)
     defined = any(
         (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name == entry)
-        or (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == entry for t in node.targets))
+        or (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == entry for t in node.targets)
+        )
         for node in tree.body
     )
     if not defined:

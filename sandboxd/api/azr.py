@@ -1,0 +1,40 @@
+"""``/v1/azr``: AZR task validation and answer checking."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from sandboxd.api.deps import ServiceDep
+from sandboxd.api.schemas import Problem
+from sandboxd.azr import check as checking
+from sandboxd.azr import validate as validation
+from sandboxd.azr.schemas import CheckRequest, CheckResponse, ValidateRequest, ValidateResponse
+from sandboxd.exceptions import RequestRejected
+
+router = APIRouter(prefix="/v1/azr", tags=["azr"])
+_ERRORS: dict[int | str, dict[str, object]] = {
+    413: {"model": Problem},
+    422: {"model": Problem},
+    503: {"model": Problem},
+}
+
+
+def _cap(count: int, most: int, what: str) -> None:
+    if count > most:
+        raise RequestRejected(f"{count} {what}; the policy caps azr.max_tasks at {most}")
+
+
+@router.post("/validate", responses=_ERRORS)
+async def validate(body: ValidateRequest, service: ServiceDep) -> ValidateResponse:
+    """Validate proposed tasks: run f on each input twice in a fresh process; outputs as AZR records them."""
+    policy = service.policy(body.policy)
+    _cap(len(body.tasks), policy.azr.max_tasks, "tasks")
+    return ValidateResponse(results=await validation.validate(service, policy, body))
+
+
+@router.post("/check", responses=_ERRORS)
+async def check(body: CheckRequest, service: ServiceDep) -> CheckResponse:
+    """Check solver answers; values come from the sandbox, comparison happens here."""
+    policy = service.policy(body.policy)
+    _cap(len(body.answers), policy.azr.max_tasks, "answers")
+    return CheckResponse(results=await checking.check(service, policy, body))

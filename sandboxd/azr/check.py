@@ -1,0 +1,211 @@
+"""``check``: is a solver's answer correct? Values are produced in the sandbox, compared here.
+
+Each answer is judged in its own fresh process. Expected outputs are evaluated in *separate*
+processes (a few per request, deduplicated), so the answer's process never sees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandboxd.azr.equality import equal
+from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
+from sandboxd.azr.schemas import Answer, CheckRequest, CheckResult, Reason, Usage
+from sandboxd.azr.texts import (
+    TextRejected,
+    check_arguments,
+    check_expression,
+    check_imports,
+    check_program,
+    parse_import_list,
+)
+from sandboxd.azr.validate import AZR_TRUNCATE_CHARS, azr_truncate
+from sandboxd.policy import SandboxPolicy
+from sandboxd.run import RunResult, RunSpec
+from sandboxd.service import Service
+
+ExpressionKey = tuple[tuple[str, ...], str]
+
+
+@dataclass
+class Plan:
+    """What one answer needs: its own run, and which expected outputs to compare against."""
+
+    spec: RunSpec | None = None
+    expected: list[ExpressionKey] = field(default_factory=list)
+    rejection: CheckResult | None = None
+
+
+def _rejected(reason: Reason, detail: str, spent: Usage | None = None) -> CheckResult:
+    return CheckResult(correct=False, reward=0.0, reason=reason, detail=detail, usage=spent or Usage())
+
+
+def _check_expected(text: str) -> None:
+    """Expected outputs must be plain expressions, except AZR's truncated records (compared by text)."""
+    if (
+        len(text) == AZR_TRUNCATE_CHARS + 3
+        and text[AZR_TRUNCATE_CHARS // 2 : AZR_TRUNCATE_CHARS // 2 + 3] == "..."
+    ):
+        return
+    check_expression(text)
+
+
+def plan(answer: Answer, policy: SandboxPolicy) -> Plan:
+    """Check the answer's texts on the trusted side and describe the runs it needs."""
+    try:
+        imports = parse_import_list(answer.imports)
+        check_imports(imports)
+    except TextRejected as exc:
+        return Plan(rejection=_rejected(Reason.SYNTAX_ERROR, str(exc)))
+    key = tuple(imports)
+    job: dict[str, Any] = {"kind": "calls", "imports": imports}
+    try:
+        if answer.task_type == "deduction":
+            if answer.expected_output is None:
+                return Plan(rejection=_rejected(Reason.BAD_ARGUMENTS, "deduction needs expected_output"))
+            check_expression(answer.answer)
+            _check_expected(answer.expected_output)
+            job["expressions"] = [{"imports": imports, "text": answer.answer}]
+            expected = [(key, answer.expected_output)]
+        elif answer.task_type == "abduction":
+            if answer.program is None or answer.expected_output is None:
+                return Plan(
+                    rejection=_rejected(Reason.BAD_ARGUMENTS, "abduction needs program and expected_output")
+                )
+            check_program(answer.program)
+            check_arguments(answer.answer)
+            _check_expected(answer.expected_output)
+            job.update(program=answer.program, calls=[answer.answer])
+            expected = [(key, answer.expected_output)]
+        else:
+            if not answer.inputs or len(answer.inputs) != len(answer.outputs):
+                return Plan(
+                    rejection=_rejected(
+                        Reason.BAD_ARGUMENTS, "induction needs equal, non-empty inputs and outputs"
+                    )
+                )
+            if len(answer.inputs) > policy.azr.max_inputs:
+                return Plan(
+                    rejection=_rejected(Reason.BAD_ARGUMENTS, f"more than {policy.azr.max_inputs} inputs")
+                )
+            check_program(answer.answer)
+            for text in answer.inputs:
+                check_arguments(text)
+            for text in answer.outputs:
+                _check_expected(text)
+            job.update(program=answer.answer, calls=list(answer.inputs))
+            expected = [(key, text) for text in answer.outputs]
+    except TextRejected as exc:
+        reason = Reason.SYNTAX_ERROR if "program" in str(exc) else Reason.BAD_ARGUMENTS
+        return Plan(rejection=_rejected(reason, str(exc)))
+    return Plan(spec=RunSpec(job=job, limits=policy.limits), expected=expected)
+
+
+def expression_specs(keys: list[ExpressionKey], policy: SandboxPolicy) -> list[RunSpec]:
+    size = policy.azr.expressions_per_run
+    return [
+        RunSpec(
+            job={
+                "kind": "calls",
+                "expressions": [{"imports": list(k[0]), "text": k[1]} for k in keys[i : i + size]],
+            },
+            limits=policy.limits,
+        )
+        for i in range(0, len(keys), size)
+    ]
+
+
+def _truncated_match(got: CallOutcome, want_text: str) -> bool:
+    """AZR stored long outputs truncated (200 + ``...`` + 200): match the answer's repr the same way."""
+    return (
+        len(want_text) == AZR_TRUNCATE_CHARS + 3
+        and got.repr_text is not None
+        and len(got.repr_text) > AZR_TRUNCATE_CHARS
+        and azr_truncate(got.repr_text) == want_text
+    )
+
+
+def judge(answer_run: RunResult, expected: list[CallOutcome | None], texts: list[str]) -> CheckResult:
+    spent = usage(answer_run)
+    failed = failure_reason(answer_run)
+    if failed is not None:
+        return _rejected(failed[0], failed[1] or failed[0].value, spent)
+    outcomes = call_outcomes(answer_run, len(expected))
+    if isinstance(outcomes, tuple):
+        return _rejected(outcomes[0], outcomes[1], spent)
+    compared_by = "canonical"
+    for index, (got, want) in enumerate(zip(outcomes, expected, strict=True)):
+        if got.ok and _truncated_match(got, texts[index]):
+            compared_by = "repr"
+            continue
+        if want is None or not want.ok:
+            return _rejected(
+                Reason.INTERNAL_ERROR if want is None else Reason.RUNTIME_ERROR,
+                f"expected output {index} could not be evaluated",
+                spent,
+            )
+        if not got.ok:
+            return _rejected(Reason.RUNTIME_ERROR, f"answer raised {got.error}", spent)
+        if got.canonical != want.canonical:
+            return CheckResult(
+                correct=False,
+                reward=0.0,
+                reason=Reason.WRONG_ANSWER,
+                compared_by="canonical",
+                detail=f"value {index}: one side is not canonical",
+                usage=spent,
+            )
+        if not got.canonical:
+            compared_by = "repr"
+            same = got.repr_text is not None and got.repr_text == want.repr_text
+        else:
+            same = equal(got.value, want.value)
+        if not same:
+            return CheckResult(
+                correct=False,
+                reward=0.0,
+                reason=Reason.WRONG_ANSWER,
+                compared_by=compared_by,
+                detail=f"value {index} differs",
+                usage=spent,
+            )
+    return CheckResult(correct=True, reward=1.0, reason=Reason.OK, compared_by=compared_by, usage=spent)
+
+
+def _collect(
+    keys: list[ExpressionKey], runs: list[RunResult], size: int
+) -> dict[ExpressionKey, CallOutcome | None]:
+    values: dict[ExpressionKey, CallOutcome | None] = {}
+    for chunk_index, run in enumerate(runs):
+        chunk = keys[chunk_index * size : (chunk_index + 1) * size]
+        outcomes = call_outcomes(run, len(chunk)) if failure_reason(run) is None else None
+        for position, key in enumerate(chunk):
+            values[key] = outcomes[position] if isinstance(outcomes, list) else None
+    return values
+
+
+async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) -> list[CheckResult]:
+    plans = [plan(answer, policy) for answer in request.answers]
+    keys = sorted({key for item in plans for key in item.expected})
+    answer_specs = [item.spec for item in plans if item.spec is not None]
+    eval_specs = expression_specs(keys, policy)
+    results = await service.run(policy, [*answer_specs, *eval_specs]) if answer_specs else []
+    answer_results, eval_results = results[: len(answer_specs)], results[len(answer_specs) :]
+    values = _collect(keys, eval_results, policy.azr.expressions_per_run)
+    missing = [key for key in keys if values.get(key) is None]
+    if missing and policy.azr.expressions_per_run > 1:
+        # A chunk failed as a whole (one hostile expression can time it out): retry one per process.
+        single = policy.model_copy(update={"azr": policy.azr.model_copy(update={"expressions_per_run": 1})})
+        retried = await service.run(policy, expression_specs(missing, single))
+        values.update(_collect(missing, retried, 1))
+    runs = iter(answer_results)
+    final: list[CheckResult] = []
+    for item in plans:
+        if item.rejection is not None:
+            final.append(item.rejection)
+        else:
+            final.append(
+                judge(next(runs), [values.get(key) for key in item.expected], [k[1] for k in item.expected])
+            )
+    return final

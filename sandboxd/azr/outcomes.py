@@ -1,0 +1,101 @@
+"""Reading a ``calls`` job's result frame into per-call outcomes (trusted side, pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sandboxd.azr.schemas import Reason, Usage
+from sandboxd.canonical import DecodeError, decode
+from sandboxd.run import RunResult
+from sandboxd.verdict import Status
+
+_STATUS_REASONS = {
+    Status.TIMEOUT: Reason.TIMEOUT,
+    Status.MEMORY_LIMIT: Reason.MEMORY_LIMIT,
+    Status.OUTPUT_LIMIT: Reason.OUTPUT_LIMIT,
+    Status.SANDBOX_VIOLATION: Reason.SANDBOX_VIOLATION,
+    Status.INTERNAL_ERROR: Reason.INTERNAL_ERROR,
+}
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """One evaluation inside the sandbox: a value (tagged and decoded) and its repr, or an error."""
+
+    ok: bool
+    tagged: Any = None
+    value: Any = None
+    repr_text: str | None = None
+    error: str | None = None
+
+    @property
+    def canonical(self) -> bool:
+        return self.ok and not _has_repr_tag(self.tagged)
+
+
+def _has_repr_tag(tagged: Any) -> bool:
+    if isinstance(tagged, list):
+        if len(tagged) == 2 and tagged[0] == "r":
+            return True
+        return any(_has_repr_tag(item) for item in tagged)
+    return False
+
+
+def usage(result: RunResult) -> Usage:
+    return Usage(
+        wall_time_seconds=result.wall_time_seconds,
+        cpu_time_seconds=result.cpu_time_seconds,
+        peak_memory_bytes=result.peak_memory_bytes,
+    )
+
+
+def failure_reason(result: RunResult) -> tuple[Reason, str | None] | None:
+    """Why the whole run failed, or None when its frame holds per-call outcomes."""
+    if result.status in _STATUS_REASONS:
+        return _STATUS_REASONS[result.status], result.detail
+    frame = result.frame
+    if result.status is not Status.OK or frame is None:
+        if frame is not None and frame.exc_type in ("SyntaxError", "IndentationError", "TabError"):
+            return Reason.SYNTAX_ERROR, frame.exc_type
+        exc = frame.exc_type if frame is not None else "no result frame"
+        return Reason.RUNTIME_ERROR, exc
+    if frame.encode_error is not None:
+        return Reason.NON_CANONICAL_OUTPUT, f"value not encodable: {frame.encode_error}"
+    return None
+
+
+def call_outcomes(result: RunResult, expected: int) -> list[CallOutcome] | tuple[Reason, str]:
+    """Decode the frame's values into exactly ``expected`` outcomes, or a reason for failure."""
+    assert result.frame is not None
+    values = result.frame.values
+    if len(values) != expected:
+        return Reason.RUNTIME_ERROR, f"expected {expected} results, frame has {len(values)}"
+    outcomes: list[CallOutcome] = []
+    try:
+        for tagged in values:
+            outcomes.append(_outcome(tagged))
+    except DecodeError as exc:
+        return Reason.NON_CANONICAL_OUTPUT, f"undecodable value: {exc}"
+    return outcomes
+
+
+def _outcome(tagged: Any) -> CallOutcome:
+    if not (
+        isinstance(tagged, list) and len(tagged) == 2 and tagged[0] == "t" and isinstance(tagged[1], list)
+    ):
+        raise DecodeError("call result is not a tuple")
+    items = tagged[1]
+    status = decode(items[0]) if items else None
+    if status == "error" and len(items) == 2:
+        name = decode(items[1])
+        return CallOutcome(ok=False, error=name if isinstance(name, str) else "error")
+    if status == "ok" and len(items) == 3:
+        repr_text = decode(items[2])
+        return CallOutcome(
+            ok=True,
+            tagged=items[1],
+            value=decode(items[1]),
+            repr_text=repr_text if isinstance(repr_text, str) else None,
+        )
+    raise DecodeError("call result has an unknown shape")

@@ -1,0 +1,118 @@
+"""``validate``: is a proposed task well-formed, deterministic and canonical? (Pipeline, per task.)
+
+Steps: trusted-side text checks (no container) → one ``calls`` run per task, ``f(input)`` twice
+in one fresh process → determinism and canonicality judged on the trusted side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
+from sandboxd.azr.schemas import ProposedTask, Reason, Usage, ValidateRequest, ValidateResult
+from sandboxd.azr.texts import TextRejected, check_arguments, check_imports, check_program, parse_import_list
+from sandboxd.policy import SandboxPolicy
+from sandboxd.run import RunResult, RunSpec
+from sandboxd.service import Service
+
+AZR_TRUNCATE_CHARS = 400
+
+
+def azr_truncate(text: str) -> str:
+    """AZR's truncation of long outputs: the first 200 characters, ``...``, the last 200."""
+    if len(text) <= AZR_TRUNCATE_CHARS:
+        return text
+    half = AZR_TRUNCATE_CHARS // 2
+    return text[:half] + "..." + text[-half:]
+
+
+def _rejected(reason: Reason, detail: str | None, count: int, spent: Usage | None = None) -> ValidateResult:
+    return ValidateResult(
+        valid=False,
+        reason=reason,
+        outputs=[None] * count,
+        values=[None] * count,
+        detail=detail,
+        usage=spent or Usage(),
+    )
+
+
+def prepare(task: ProposedTask, policy: SandboxPolicy) -> RunSpec | ValidateResult:
+    """Check the task's texts; return the run to make, or the rejection."""
+    count = len(task.inputs)
+    single = task.task_type in ("deduction", "abduction")
+    if (single and count != 1) or count > policy.azr.max_inputs:
+        most = 1 if single else policy.azr.max_inputs
+        return _rejected(
+            Reason.BAD_ARGUMENTS, f"{task.task_type} takes at most {most} input(s), got {count}", count
+        )
+    try:
+        imports = parse_import_list(task.imports)
+        check_imports(imports)
+    except TextRejected as exc:
+        return _rejected(Reason.SYNTAX_ERROR, str(exc), count)
+    try:
+        check_program(task.program)
+    except TextRejected as exc:
+        return _rejected(Reason.SYNTAX_ERROR, str(exc), count)
+    for index, text in enumerate(task.inputs):
+        try:
+            check_arguments(text)
+        except TextRejected as exc:
+            return _rejected(Reason.BAD_ARGUMENTS, f"inputs[{index}]: {exc}", count)
+    job: dict[str, Any] = {
+        "kind": "calls",
+        "imports": imports,
+        "program": task.program,
+        "calls": list(task.inputs),
+        "repeat": 2,
+    }
+    return RunSpec(job=job, limits=policy.limits)
+
+
+def judge(result: RunResult, count: int, request: ValidateRequest) -> ValidateResult:
+    """Turn a run of ``count`` inputs (each called twice) into a validation result."""
+    spent = usage(result)
+    failed = failure_reason(result)
+    if failed is not None:
+        return _rejected(failed[0], failed[1], count, spent)
+    outcomes = call_outcomes(result, 2 * count)
+    if isinstance(outcomes, tuple):
+        return _rejected(outcomes[0], outcomes[1], count, spent)
+    outputs: list[str | None] = []
+    values: list[Any] = []
+    for index in range(count):
+        first, second = outcomes[2 * index], outcomes[2 * index + 1]
+        verdict = _pair_verdict(first, second, index)
+        if verdict is not None:
+            return _rejected(verdict[0], verdict[1], count, spent)
+        if not first.canonical and not request.allow_non_canonical:
+            return _rejected(
+                Reason.NON_CANONICAL_OUTPUT, f"inputs[{index}]: output is not canonical", count, spent
+            )
+        text = first.repr_text or ""
+        outputs.append(azr_truncate(text) if request.truncate_outputs else text)
+        values.append(first.tagged if first.canonical else None)
+    return ValidateResult(valid=True, reason=Reason.OK, outputs=outputs, values=values, usage=spent)
+
+
+def _pair_verdict(first: CallOutcome, second: CallOutcome, index: int) -> tuple[Reason, str] | None:
+    if not first.ok or not second.ok:
+        return Reason.RUNTIME_ERROR, f"inputs[{index}]: f raised {first.error or second.error}"
+    if first.repr_text is None:
+        return Reason.NON_CANONICAL_OUTPUT, f"inputs[{index}]: the output has no repr"
+    if first.tagged != second.tagged or first.repr_text != second.repr_text:
+        return Reason.NONDETERMINISTIC, f"inputs[{index}]: two calls gave different outputs"
+    return None
+
+
+async def validate(service: Service, policy: SandboxPolicy, request: ValidateRequest) -> list[ValidateResult]:
+    prepared = [prepare(task, policy) for task in request.tasks]
+    specs = [item for item in prepared if isinstance(item, RunSpec)]
+    results = iter(await service.run(policy, specs) if specs else [])
+    final: list[ValidateResult] = []
+    for task, item in zip(request.tasks, prepared, strict=True):
+        final.append(
+            item if isinstance(item, ValidateResult) else judge(next(results), len(task.inputs), request)
+        )
+    return final
