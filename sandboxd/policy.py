@@ -75,6 +75,9 @@ class AzrOptions(_Frozen):
     max_inputs: int = Field(10, ge=1, le=1000)  # induction inputs per proposed task
     max_tasks: int = Field(1024, ge=1)  # tasks or answers per request
     expressions_per_run: int = Field(32, ge=1, le=1024)  # expected outputs evaluated per child
+    # Extra validation runs, each in a separate process of an interpreter started with this
+    # PYTHONHASHSEED; an output that differs (set order of strings, say) is nondeterministic.
+    hash_seeds: tuple[int, ...] = Field((), max_length=4)
 
 
 class SandboxPolicy(_Frozen):

@@ -52,7 +52,9 @@ def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str) -> tuple[dic
         "encoder": policy.encoder.model_dump(),
         "frame_bytes": policy.encoder.max_text_bytes + 65536,
     }
-    if needs_heavy_zygote(spec.job, policy.heavy_modules):
+    if spec.job.get("hash_seed") is not None:
+        message["zygote"] = f"seed:{int(spec.job['hash_seed'])}"
+    elif needs_heavy_zygote(spec.job, policy.heavy_modules):
         message["zygote"] = "heavy"
     return message, nonce
 

@@ -37,7 +37,7 @@ def _rejected(reason: Reason, detail: str | None, count: int, spent: Usage | Non
     )
 
 
-def prepare(task: ProposedTask, policy: SandboxPolicy) -> RunSpec | ValidateResult:
+def prepare(task: ProposedTask, policy: SandboxPolicy) -> list[RunSpec] | ValidateResult:
     """Check the task's texts; return the run to make, or the rejection."""
     count = len(task.inputs)
     single = task.task_type in ("deduction", "abduction")
@@ -67,11 +67,16 @@ def prepare(task: ProposedTask, policy: SandboxPolicy) -> RunSpec | ValidateResu
         "calls": list(task.inputs),
         "repeat": 2,
     }
-    return RunSpec(job=job, limits=policy.limits)
+    seeded = [
+        RunSpec(job={**job, "repeat": 1, "hash_seed": seed}, limits=policy.limits)
+        for seed in policy.azr.hash_seeds
+    ]
+    return [RunSpec(job=job, limits=policy.limits), *seeded]
 
 
-def judge(result: RunResult, count: int, request: ValidateRequest) -> ValidateResult:
-    """Turn a run of ``count`` inputs (each called twice) into a validation result."""
+def judge(runs: list[RunResult], count: int, request: ValidateRequest) -> ValidateResult:
+    """Turn a run of ``count`` inputs (each called twice), plus any hash-seed runs, into a result."""
+    result = runs[0]
     spent = usage(result)
     failed = failure_reason(result)
     if failed is not None:
@@ -79,6 +84,16 @@ def judge(result: RunResult, count: int, request: ValidateRequest) -> ValidateRe
     outcomes = call_outcomes(result, 2 * count)
     if isinstance(outcomes, tuple):
         return _rejected(outcomes[0], outcomes[1], count, spent)
+    for seeded in runs[1:]:
+        other = call_outcomes(seeded, count) if failure_reason(seeded) is None else None
+        if not isinstance(other, list):
+            return _rejected(Reason.NONDETERMINISTIC, "a run under another hash seed failed", count, spent)
+        for index, outcome in enumerate(other):
+            first = outcomes[2 * index]
+            if outcome.tagged != first.tagged or outcome.repr_text != first.repr_text:
+                return _rejected(
+                    Reason.NONDETERMINISTIC, f"inputs[{index}]: output depends on the hash seed", count, spent
+                )
     outputs: list[str | None] = []
     values: list[Any] = []
     for index in range(count):
@@ -108,11 +123,14 @@ def _pair_verdict(first: CallOutcome, second: CallOutcome, index: int) -> tuple[
 
 async def validate(service: Service, policy: SandboxPolicy, request: ValidateRequest) -> list[ValidateResult]:
     prepared = [prepare(task, policy) for task in request.tasks]
-    specs = [item for item in prepared if isinstance(item, RunSpec)]
-    results = iter(await service.run(policy, specs) if specs else [])
+    specs = [spec for item in prepared if isinstance(item, list) for spec in item]
+    results = await service.run(policy, specs) if specs else []
     final: list[ValidateResult] = []
+    position = 0
     for task, item in zip(request.tasks, prepared, strict=True):
-        final.append(
-            item if isinstance(item, ValidateResult) else judge(next(results), len(task.inputs), request)
-        )
+        if isinstance(item, ValidateResult):
+            final.append(item)
+            continue
+        final.append(judge(results[position : position + len(item)], len(task.inputs), request))
+        position += len(item)
     return final

@@ -21,22 +21,21 @@ import contextlib
 import errno
 import gc
 import importlib
-import json
 import os
 import resource
 import select
 import selectors
 import shutil
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import child
-from .protocol import MessageReader, ProtocolError, encode_message, split_frames
+from .protocol import MessageReader, ProtocolError, encode_message
 from .syscalls import FilterLoader, compile_filter
+from .zygote import Zygotes
 
 VERSION = 1
 _READ_CHUNK = 65536
@@ -79,7 +78,8 @@ class ForkServer:
         self.sequence = 0
         self.closing = False
         self.heavy_modules: list[str] = []
-        self.zygote: Zygote | None = None
+        self.zygotes = Zygotes(self)
+        self.configuration: dict[str, Any] = {}
         self.outbox: list[bytes] = []
 
     # -- wire -------------------------------------------------------------------------------
@@ -134,8 +134,8 @@ class ForkServer:
         elif op == "run":
             if self.prep is None:
                 self.send({"op": "error", "id": message.get("id"), "message": "not configured"})
-            elif message.get("zygote") == "heavy" and self.heavy_modules:
-                self.to_zygote(message)
+            elif message.get("zygote") and self.zygotes.route(message):
+                pass
             else:
                 self.queue.append(message)
         elif op == "shutdown":
@@ -144,6 +144,7 @@ class ForkServer:
             self.send({"op": "error", "id": message.get("id"), "message": f"unknown op {op!r}"})
 
     def configure(self, message: dict[str, Any]) -> None:
+        self.configuration = message
         started = time.perf_counter()
         failed = []
         for name in message.get("preload", []):
@@ -152,7 +153,10 @@ class ForkServer:
             except Exception:  # a missing optional module is reported, not fatal
                 failed.append(name)
         try:
-            loader = FilterLoader(compile_filter(message["syscalls"]))
+            if message.get("bpf"):  # an exec'd zygote gets PID 1's compiled program
+                loader = FilterLoader(base64.b64decode(message["bpf"]))
+            else:
+                loader = FilterLoader(compile_filter(message["syscalls"]))
         except (KeyError, ValueError, OSError) as exc:
             self.send({"op": "error", "message": f"seccomp: {exc}"})
             self.closing = True
@@ -303,57 +307,6 @@ class ForkServer:
             }
         )
 
-    # -- heavy zygote -----------------------------------------------------------------------
-    def to_zygote(self, message: dict[str, Any]) -> None:
-        if self.zygote is None:
-            self.zygote = self.spawn_zygote()
-        self.zygote.inflight.add(str(message.get("id")))
-        data = memoryview(encode_message(message))
-        while data:
-            try:
-                data = data[os.write(self.zygote.fd, data) :]
-            except BlockingIOError:
-                select.select([], [self.zygote.fd], [], 1.0)
-
-    def spawn_zygote(self) -> Zygote:
-        assert self.prep is not None
-        ours, theirs = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the zygote process never returns from here
-            ours.close()
-            os.dup2(theirs.fileno(), _ZYGOTE_FD)
-            os.closerange(_ZYGOTE_FD + 1, 1 << 16)
-            status = 1
-            try:
-                status = run_zygote(self, _ZYGOTE_FD)
-            finally:
-                os._exit(status)
-        theirs.close()
-        fd = ours.detach()
-        os.set_blocking(fd, False)
-        self.selector.register(fd, selectors.EVENT_READ, ("zygote", pid))
-        return Zygote(pid=pid, fd=fd)
-
-    def on_zygote(self) -> None:
-        zygote = self.zygote
-        assert zygote is not None
-        try:
-            data = os.read(zygote.fd, _READ_CHUNK)
-        except BlockingIOError:
-            return
-        zygote.buffer += data
-        for frame in split_frames(zygote.buffer):
-            zygote.note_result(frame)
-            self.send_raw(frame)
-        if not data:  # the zygote died: fail what it held, respawn on next use
-            self.selector.unregister(zygote.fd)
-            os.close(zygote.fd)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(zygote.pid, 0)
-            for run_id in zygote.inflight:
-                self.send({"op": "error", "id": run_id, "message": "heavy zygote died"})
-            self.zygote = None
-
     def send_raw(self, frame: bytes) -> None:
         self.outbox.append(frame)
 
@@ -375,7 +328,7 @@ class ForkServer:
                 continue
             kind, pid = key.data
             if kind == "zygote":
-                self.on_zygote()
+                self.zygotes.on_readable(pid)
                 continue
             run = self.runs.get(pid)
             if run is None:
@@ -402,43 +355,8 @@ class ForkServer:
         while not (self.closing and not self.runs and not self.queue):
             if self.closing:
                 self.queue.clear()
-                if self.zygote is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(self.zygote.fd)
-                    self.zygote = None
+                self.zygotes.close_all()
             self.step()
-
-
-@dataclass
-class Zygote:
-    """PID 1's handle on the heavy zygote."""
-
-    pid: int
-    fd: int
-    buffer: bytearray = field(default_factory=bytearray)
-    inflight: set[str] = field(default_factory=set)
-
-    def note_result(self, frame: bytes) -> None:
-        with contextlib.suppress(ValueError):
-            message = json.loads(frame[4:])
-            self.inflight.discard(str(message.get("id")))
-
-
-def run_zygote(parent: ForkServer, fd: int) -> int:
-    """Body of the heavy zygote: import the heavy modules, then serve runs over ``fd``."""
-    assert parent.prep is not None
-    server = ForkServer(fd, fd)
-    for name in parent.heavy_modules:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
-    server.max_parallel = parent.max_parallel
-    server.scratch_root = parent.scratch_root
-    server.scratch_prefix = "heavy"
-    gc.collect()
-    gc.freeze()
-    server.prep = child.Preparation(parent.prep.loader, parent.prep.streams, child.vm_size_bytes())
-    server.serve(greet=False)
-    return 0
 
 
 def _own_protocol_fds() -> tuple[int, int]:
@@ -454,11 +372,36 @@ def _own_protocol_fds() -> tuple[int, int]:
     return requests_fd, responses_fd
 
 
-def main() -> None:
+def heavy_zygote(parent: ForkServer, fd: int) -> int:
+    """Body of a forked zygote: import the heavy modules, then serve runs over ``fd``."""
+    assert parent.prep is not None
+    server = ForkServer(fd, fd)
+    for name in parent.heavy_modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    server.max_parallel = parent.max_parallel
+    server.scratch_root = parent.scratch_root
+    server.scratch_prefix = f"z{os.getpid()}"
+    gc.collect()
+    gc.freeze()
+    server.prep = child.Preparation(parent.prep.loader, parent.prep.streams, child.vm_size_bytes())
+    server.serve(greet=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     libc_prctl = FilterLoader(b"\0" * 8)
     libc_prctl.prctl(_PR_SET_DUMPABLE, 0)  # no /proc/<pid>/mem or environ for our children
+    if args[:1] == ["--zygote-fd"]:
+        # An exec'd zygote (another hash seed): fds 0-3 are already /dev/null; PID 1 configures us.
+        fd = int(args[1])
+        server = ForkServer(fd, fd)
+        server.scratch_prefix = f"z{os.getpid()}"
+        server.serve(greet=False)
+        return
     requests_fd, responses_fd = _own_protocol_fds()
     try:
         ForkServer(requests_fd, responses_fd).serve()

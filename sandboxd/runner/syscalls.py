@@ -92,6 +92,7 @@ class FilterLoader:
     """Holds the compiled program and installs it in the calling process with two prctl calls."""
 
     def __init__(self, program: bytes) -> None:
+        self.program = program
         self._buffer = ctypes.create_string_buffer(program, len(program))
         self._prog = _SockFprog(len(program) // _SOCK_FILTER_BYTES, ctypes.addressof(self._buffer))
         self._libc = ctypes.CDLL(None, use_errno=True)

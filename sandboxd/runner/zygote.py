@@ -1,0 +1,167 @@
+"""Zygotes: extra fork-servers that PID 1 starts on first use and relays to.
+
+- ``heavy``: forked from PID 1, imports the heavy modules (numpy) and forks children from that
+  bigger image, so that every other fork stays small and fast.
+- ``seed:N``: a fresh interpreter exec'd with ``PYTHONHASHSEED=N`` and configured like PID 1, for
+  determinism checks across hash seeds (str hashes, and so set order, depend on the seed).
+
+Both speak the same protocol over a socketpair; PID 1 forwards their result frames unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import select
+import selectors
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .protocol import encode_message, split_frames
+
+if TYPE_CHECKING:
+    from .forkserver import ForkServer
+
+ZYGOTE_FD = 4  # fds 0-3 are taken (see forkserver._own_protocol_fds)
+_READ_CHUNK = 65536
+_MAX_ZYGOTES = 8
+
+
+@dataclass
+class Zygote:
+    pid: int
+    fd: int
+    buffer: bytearray = field(default_factory=bytearray)
+    inflight: set[str] = field(default_factory=set)
+
+
+class Zygotes:
+    def __init__(self, server: ForkServer) -> None:
+        self.server = server
+        self.by_tag: dict[str, Zygote] = {}
+        self.tag_of_pid: dict[int, str] = {}
+
+    def route(self, message: dict[str, Any]) -> bool:
+        """Send a tagged run to its zygote (starting it if needed); False to run it locally."""
+        tag = str(message.get("zygote"))
+        zygote = self.by_tag.get(tag)
+        if zygote is None:
+            zygote = self._spawn(tag)
+            if zygote is None:
+                return False
+        zygote.inflight.add(str(message.get("id")))
+        forwarded = {
+            key: value for key, value in message.items() if key != "zygote"
+        }  # run it there, not again
+        self._write(zygote, encode_message(forwarded))
+        return True
+
+    def _spawn(self, tag: str) -> Zygote | None:
+        server = self.server
+        if len(self.by_tag) >= _MAX_ZYGOTES:
+            return None
+        if tag == "heavy" and server.heavy_modules:
+            seed = None
+        elif tag.startswith("seed:") and tag[5:].isdigit():
+            seed = tag[5:]
+        else:
+            return None
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the zygote never returns from here
+            ours.close()
+            if theirs.fileno() != ZYGOTE_FD:
+                os.dup2(theirs.fileno(), ZYGOTE_FD)
+            os.set_inheritable(ZYGOTE_FD, True)  # dup2 onto itself would keep CLOEXEC
+            os.closerange(ZYGOTE_FD + 1, 1 << 16)
+            status = 1
+            try:
+                if seed is None:
+                    from .forkserver import heavy_zygote  # noqa: PLC0415 - circular at import time
+
+                    status = heavy_zygote(server, ZYGOTE_FD)
+                else:
+                    env = {**os.environ, "PYTHONHASHSEED": seed}
+                    argv = [
+                        sys.executable,
+                        "-s",
+                        "-B",
+                        "-m",
+                        "sandboxd.runner",
+                        "--zygote-fd",
+                        str(ZYGOTE_FD),
+                    ]
+                    os.execve(sys.executable, argv, env)  # noqa: S606 - our own interpreter, fixed argv
+            finally:
+                os._exit(status)
+        theirs.close()
+        fd = ours.detach()
+        os.set_blocking(fd, False)
+        server.selector.register(fd, selectors.EVENT_READ, ("zygote", pid))
+        zygote = Zygote(pid=pid, fd=fd)
+        self.by_tag[tag] = zygote
+        self.tag_of_pid[pid] = tag
+        if seed is not None:  # a fresh interpreter: configure it like PID 1, with the heavy modules too
+            assert server.prep is not None
+            preload = [*server.configuration.get("preload", []), *server.heavy_modules]
+            bpf = base64.b64encode(server.prep.loader.program).decode("ascii")
+            configure = {**server.configuration, "preload": preload, "heavy_modules": [], "bpf": bpf}
+            self._write(zygote, encode_message(configure))
+        return zygote
+
+    @staticmethod
+    def _write(zygote: Zygote, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(zygote.fd, view) :]
+            except BlockingIOError:
+                select.select([], [zygote.fd], [], 1.0)
+
+    def on_readable(self, pid: int) -> None:
+        tag = self.tag_of_pid.get(pid)
+        zygote = self.by_tag.get(tag) if tag else None
+        if zygote is None:
+            return
+        try:
+            data = os.read(zygote.fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        zygote.buffer += data
+        for frame in split_frames(zygote.buffer):
+            message = _peek(frame)
+            if message.get("op") == "configured":
+                continue  # our own configure of an exec'd zygote
+            zygote.inflight.discard(str(message.get("id")))
+            self.server.send_raw(frame)
+        if not data:  # the zygote died: fail what it held; it is respawned on next use
+            self._drop(pid, "zygote died")
+
+    def _drop(self, pid: int, reason: str) -> None:
+        tag = self.tag_of_pid.pop(pid)
+        zygote = self.by_tag.pop(tag)
+        self.server.selector.unregister(zygote.fd)
+        os.close(zygote.fd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(zygote.pid, 0)
+        for run_id in zygote.inflight:
+            self.server.send({"op": "error", "id": run_id, "message": f"{tag} {reason}"})
+
+    def close_all(self) -> None:
+        for zygote in self.by_tag.values():
+            with contextlib.suppress(OSError):
+                os.close(zygote.fd)
+        self.by_tag.clear()
+        self.tag_of_pid.clear()
+
+
+def _peek(frame: bytes) -> dict[str, Any]:
+    with contextlib.suppress(ValueError):
+        message = json.loads(frame[4:])
+        if isinstance(message, dict):
+            return message
+    return {}
