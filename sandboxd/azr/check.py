@@ -130,7 +130,9 @@ def judge(answer_run: RunResult, expected: list[CallOutcome | None], texts: list
     spent = usage(answer_run)
     failed = failure_reason(answer_run)
     if failed is not None:
-        return _rejected(failed[0], failed[1] or failed[0].value, spent)
+        rejected = _rejected(failed[0], failed[1] or failed[0].value, spent)
+        rejected.error_type = answer_run.frame.exc_type if answer_run.frame is not None else None
+        return rejected
     outcomes = call_outcomes(answer_run, len(expected))
     if isinstance(outcomes, tuple):
         return _rejected(outcomes[0], outcomes[1], spent)
@@ -146,7 +148,9 @@ def judge(answer_run: RunResult, expected: list[CallOutcome | None], texts: list
                 spent,
             )
         if not got.ok:
-            return _rejected(Reason.RUNTIME_ERROR, f"answer raised {got.error}", spent)
+            rejected = _rejected(Reason.RUNTIME_ERROR, f"answer raised {got.error}", spent)
+            rejected.error_type = got.error
+            return rejected
         if got.canonical != want.canonical:
             return CheckResult(
                 correct=False,

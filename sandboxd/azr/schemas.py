@@ -59,6 +59,7 @@ class ValidateResult(BaseModel):
     outputs: list[str | None] = Field(description="repr of f(input), taken inside the sandbox")
     values: list[Any] = Field(description="Canonical tagged values; null where not canonical")
     detail: str | None = None
+    error_type: str | None = Field(None, description="Exception class name when the program raised")
     usage: Usage
 
 
@@ -92,6 +93,7 @@ class CheckResult(BaseModel):
     reason: Reason
     compared_by: Literal["canonical", "repr"] | None = None
     detail: str | None = None
+    error_type: str | None = Field(None, description="Exception class name when the answer raised")
     usage: Usage
 
 

@@ -80,7 +80,9 @@ def judge(runs: list[RunResult], count: int, request: ValidateRequest) -> Valida
     spent = usage(result)
     failed = failure_reason(result)
     if failed is not None:
-        return _rejected(failed[0], failed[1], count, spent)
+        rejected = _rejected(failed[0], failed[1], count, spent)
+        rejected.error_type = result.frame.exc_type if result.frame is not None else None
+        return rejected
     outcomes = call_outcomes(result, 2 * count)
     if isinstance(outcomes, tuple):
         return _rejected(outcomes[0], outcomes[1], count, spent)
@@ -100,7 +102,9 @@ def judge(runs: list[RunResult], count: int, request: ValidateRequest) -> Valida
         first, second = outcomes[2 * index], outcomes[2 * index + 1]
         verdict = _pair_verdict(first, second, index)
         if verdict is not None:
-            return _rejected(verdict[0], verdict[1], count, spent)
+            rejected = _rejected(verdict[0], verdict[1], count, spent)
+            rejected.error_type = first.error or second.error
+            return rejected
         if not first.canonical and not request.allow_non_canonical:
             return _rejected(
                 Reason.NON_CANONICAL_OUTPUT, f"inputs[{index}]: output is not canonical", count, spent
