@@ -1,0 +1,224 @@
+"""One AZR training step's executor load, through trainer_client, against an unsandboxed baseline.
+
+The step: validate 64 deduction, 64 abduction and 64 induction proposals (induction with 10 inputs
+each), then check 512 answers (deduction, abduction and induction, round robin). Tasks come from
+AZR's released seed data; answers are the recorded gold ones, so most are correct.
+
+* **sandboxd**: ``SandboxClient.validate`` + ``SandboxClient.check`` over HTTP to a fresh daemon.
+* **baseline**: the way AZR's executor works, unsandboxed: one persistent ``pebble`` worker, each
+  program ``exec``'d in a fresh globals dict with a 10 s timeout; f(input) twice for validation,
+  ``eval`` of answer and gold for checks.
+
+Prints seconds per step for both, and the ratio (target: sandboxd ≤ 4x the baseline, goal 3x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import concurrent.futures
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pebble import ProcessPool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import contextlib
+
+import _common as common
+
+from trainer_client import SandboxClient
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "azr"
+
+
+def _imports(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(v) for v in ast.literal_eval(value)] if str(value).strip() else []
+
+
+def _texts(value: Any) -> list[str]:
+    return [str(v) for v in (value if isinstance(value, list) else ast.literal_eval(value))]
+
+
+def load_step() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """64 + 64 + 64 proposals and 512 answers from AZR's seed files."""
+    ded = [json.loads(line) for line in (DATA / "7b_coder_seed_io.jsonl").open()]
+    abd = [json.loads(line) for line in (DATA / "7b_seed_io.jsonl").open()]
+    ind = [json.loads(line) for line in (DATA / "7b_coder_code_f_seed_io.jsonl").open()]
+    usable = lambda r: r["output"].strip() and len(r["output"]) != 403  # noqa: E731 - empty and truncated records
+    ded = [r for r in ded if usable(r)]
+    abd = [r for r in abd if usable(r)]
+    tasks: list[dict[str, Any]] = []
+    for row in ded[:64]:
+        tasks.append(
+            {
+                "task_type": "deduction",
+                "program": row["snippet"],
+                "imports": _imports(row["imports"]),
+                "inputs": [row["input"]],
+            }
+        )
+    for row in abd[:64]:
+        tasks.append(
+            {
+                "task_type": "abduction",
+                "program": row["snippet"],
+                "imports": _imports(row["imports"]),
+                "inputs": [row["input"]],
+            }
+        )
+    for row in ind[:64]:
+        tasks.append(
+            {
+                "task_type": "induction",
+                "program": row["snippet"],
+                "imports": _imports(row["imports"]),
+                "inputs": _texts(row["inputs"])[:10],
+            }
+        )
+    answers: list[dict[str, Any]] = []
+    for i in range(512):
+        kind = i % 3
+        if kind == 0:
+            row = ded[i % len(ded)]
+            answers.append(
+                {
+                    "task_type": "deduction",
+                    "program": row["snippet"],
+                    "imports": _imports(row["imports"]),
+                    "input": row["input"],
+                    "expected_output": row["output"],
+                    "answer": row["output"],
+                }
+            )
+        elif kind == 1:
+            row = abd[i % len(abd)]
+            answers.append(
+                {
+                    "task_type": "abduction",
+                    "program": row["snippet"],
+                    "imports": _imports(row["imports"]),
+                    "expected_output": row["output"],
+                    "answer": row["input"],
+                }
+            )
+        else:
+            row = ind[i % len(ind)]
+            answers.append(
+                {
+                    "task_type": "induction",
+                    "imports": _imports(row["imports"]),
+                    "answer": row["snippet"],
+                    "inputs": _texts(row["inputs"])[:10],
+                    "outputs": _texts(row["outputs"])[:10],
+                }
+            )
+    return tasks, answers
+
+
+# -- baseline: AZR's executor, unsandboxed -------------------------------------------------------
+def _validate_one(imports: list[str], program: str, inputs: list[str]) -> list[bool]:
+    same = []
+    for text in inputs:
+        namespace: dict[str, Any] = {}
+        exec("\n".join([*imports, program]), namespace)
+        first = repr(eval(f"f({text})", namespace))
+        second = repr(eval(f"f({text})", namespace))
+        same.append(first == second)
+    return same
+
+
+def _check_one(answer: dict[str, Any]) -> bool:
+    namespace: dict[str, Any] = {}
+    exec("\n".join(answer["imports"]), namespace)
+    if answer["task_type"] == "deduction":
+        return bool(eval(answer["answer"], namespace) == eval(answer["expected_output"], namespace))
+    if answer["task_type"] == "abduction":
+        exec(answer["program"], namespace)
+        return bool(eval(f"f({answer['answer']})", namespace) == eval(answer["expected_output"], namespace))
+    exec(answer["answer"], namespace)
+    return all(
+        eval(f"f({i})", namespace) == eval(o, namespace)
+        for i, o in zip(answer["inputs"], answer["outputs"], strict=True)
+    )
+
+
+def baseline_step(
+    pool: ProcessPool, tasks: list[dict[str, Any]], answers: list[dict[str, Any]], timeout: float
+) -> float:
+    started = time.perf_counter()
+    futures = [
+        pool.schedule(_validate_one, args=(t["imports"], t["program"], t["inputs"]), timeout=timeout)
+        for t in tasks
+    ]
+    futures += [pool.schedule(_check_one, args=(a,), timeout=timeout) for a in answers]
+    for future in futures:
+        with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
+            future.result()
+    return time.perf_counter() - started
+
+
+def sandboxd_step(
+    client: SandboxClient, tasks: list[dict[str, Any]], answers: list[dict[str, Any]]
+) -> tuple[float, dict[str, int]]:
+    started = time.perf_counter()
+    validated = client.validate(tasks)
+    checked = client.check(answers)
+    elapsed = time.perf_counter() - started
+    return elapsed, {"valid": sum(r.valid for r in validated), "correct": sum(r.correct for r in checked)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=5, help="steps per path (median reported)")
+    parser.add_argument("--policy", default="default", help="sandbox policy for the sandboxd path")
+    parser.add_argument("--timeout", type=float, default=10.0, help="baseline per-call timeout")
+    args = parser.parse_args()
+    tasks, answers = load_step()
+    print(
+        f"step: {len(tasks)} proposals ({sum(len(t['inputs']) for t in tasks)} inputs), {len(answers)} answers"
+    )
+    pool = ProcessPool(max_workers=1)
+    pool.schedule(
+        _check_one, args=({"task_type": "deduction", "imports": [], "answer": "1", "expected_output": "1"},)
+    ).result()
+    base = [baseline_step(pool, tasks, answers, args.timeout) for _ in range(args.steps)]
+    pool.close()
+    pool.join(timeout=30)
+    with common.running_daemon(tag="step") as daemon:
+        with SandboxClient(daemon.base_url, policy=args.policy, chunk_size=1024, timeout=600) as client:
+            sandboxd_step(client, tasks[:8], answers[:8])  # warm-up
+            runs = []
+            for _ in range(args.steps):
+                common.wait_ready(daemon)
+                runs.append(sandboxd_step(client, tasks, answers))
+        rss = daemon.rss.peak_bytes
+    seconds = [r[0] for r in runs]
+    base_median, ours_median = statistics.median(base), statistics.median(seconds)
+    ratio = ours_median / base_median
+    print(
+        f"baseline (pebble, 1 worker, unsandboxed): median {base_median:.3f} s/step  {[f'{s:.3f}' for s in base]}"
+    )
+    print(
+        f"sandboxd ({args.policy}):                  median {ours_median:.3f} s/step  {[f'{s:.3f}' for s in seconds]}"
+    )
+    print(
+        f"sanity: {runs[-1][1]['valid']}/{len(tasks)} valid, {runs[-1][1]['correct']}/{len(answers)} correct"
+    )
+    print(
+        f"ratio sandboxd/baseline: {ratio:.2f}x  (target <= 4x, goal 3x): {'PASS' if ratio <= 4 else 'FAIL'}"
+    )
+    if rss:
+        print(f"daemon peak RSS: {rss / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
