@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandboxd.azr.equality import equal
+from sandboxd.azr.literal import NotLiteral, parse_literal
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
 from sandboxd.azr.schemas import Answer, CheckRequest, CheckResult, Reason, Usage
 from sandboxd.azr.texts import (
@@ -41,14 +42,19 @@ def _rejected(reason: Reason, detail: str, spent: Usage | None = None) -> CheckR
     return CheckResult(correct=False, reward=0.0, reason=reason, detail=detail, usage=spent or Usage())
 
 
+def _is_truncated(text: str) -> bool:
+    middle = AZR_TRUNCATE_CHARS // 2
+    return len(text) == AZR_TRUNCATE_CHARS + 3 and text[middle : middle + 3] == "..."
+
+
 def _check_expected(text: str) -> None:
-    """Expected outputs must be plain expressions, except AZR's truncated records (compared by text)."""
-    if (
-        len(text) == AZR_TRUNCATE_CHARS + 3
-        and text[AZR_TRUNCATE_CHARS // 2 : AZR_TRUNCATE_CHARS // 2 + 3] == "..."
-    ):
+    """Expected outputs must be literals or plain expressions, or AZR's truncated records (by text)."""
+    if _is_truncated(text):
         return
-    check_expression(text)
+    try:
+        parse_literal(text)
+    except NotLiteral:
+        check_expression(text)
 
 
 def plan(answer: Answer, policy: SandboxPolicy) -> Plan:
@@ -148,7 +154,8 @@ def judge(answer_run: RunResult, expected: list[CallOutcome | None], texts: list
                 spent,
             )
         if not got.ok:
-            rejected = _rejected(Reason.RUNTIME_ERROR, f"answer raised {got.error}", spent)
+            reason = Reason.MEMORY_LIMIT if got.error == "MemoryError" else Reason.RUNTIME_ERROR
+            rejected = _rejected(reason, f"answer raised {got.error}", spent)
             rejected.error_type = got.error
             return rejected
         if got.canonical != want.canonical:
@@ -189,21 +196,40 @@ def _collect(
     return values
 
 
+def _literals(
+    keys: list[ExpressionKey],
+) -> tuple[dict[ExpressionKey, CallOutcome | None], list[ExpressionKey]]:
+    """Read literal expected outputs here; return them and the keys that need a sandbox."""
+    values: dict[ExpressionKey, CallOutcome | None] = {}
+    rest: list[ExpressionKey] = []
+    for key in keys:
+        if _is_truncated(key[1]):
+            values[key] = None  # compared by truncated repr
+            continue
+        try:
+            values[key] = CallOutcome(ok=True, value=parse_literal(key[1]))
+        except NotLiteral:
+            rest.append(key)
+    return values, rest
+
+
 async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) -> list[CheckResult]:
     plans = [plan(answer, policy) for answer in request.answers]
-    keys = sorted({key for item in plans for key in item.expected})
     answer_specs = [item.spec for item in plans if item.spec is not None]
-    eval_specs = expression_specs(keys, policy)
-    results = await service.run(policy, [*answer_specs, *eval_specs]) if answer_specs else []
-    answer_results, eval_results = results[: len(answer_specs)], results[len(answer_specs) :]
-    values = _collect(keys, eval_results, policy.azr.expressions_per_run)
+    if not answer_specs:
+        return [item.rejection for item in plans if item.rejection is not None]
+    values, keys = _literals(sorted({key for item in plans for key in item.expected}))
+    # Expected outputs that are not literals run first, in a request of their own: its sandboxes
+    # never run an answer, so no answer can find an expected output in its fork-server's memory.
+    evaluated = await service.run(policy, expression_specs(keys, policy)) if keys else []
+    values.update(_collect(keys, evaluated, policy.azr.expressions_per_run))
     missing = [key for key in keys if values.get(key) is None]
     if missing and policy.azr.expressions_per_run > 1:
         # A chunk failed as a whole (one hostile expression can time it out): retry one per process.
         single = policy.model_copy(update={"azr": policy.azr.model_copy(update={"expressions_per_run": 1})})
         retried = await service.run(policy, expression_specs(missing, single))
         values.update(_collect(missing, retried, 1))
-    runs = iter(answer_results)
+    runs = iter(await service.run(policy, answer_specs))
     final: list[CheckResult] = []
     for item in plans:
         if item.rejection is not None:

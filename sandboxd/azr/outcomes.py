@@ -61,6 +61,8 @@ def failure_reason(result: RunResult) -> tuple[Reason, str | None] | None:
         exc = frame.exc_type if frame is not None else "no result frame"
         return Reason.RUNTIME_ERROR, exc
     if frame.encode_error is not None:
+        if "bytes of text" in frame.encode_error:  # the encoder's size budget, not the value's type
+            return Reason.OUTPUT_LIMIT, f"value too large: {frame.encode_error}"
         return Reason.NON_CANONICAL_OUTPUT, f"value not encodable: {frame.encode_error}"
     return None
 

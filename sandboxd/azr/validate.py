@@ -117,7 +117,9 @@ def judge(runs: list[RunResult], count: int, request: ValidateRequest) -> Valida
 
 def _pair_verdict(first: CallOutcome, second: CallOutcome, index: int) -> tuple[Reason, str] | None:
     if not first.ok or not second.ok:
-        return Reason.RUNTIME_ERROR, f"inputs[{index}]: f raised {first.error or second.error}"
+        error = first.error or second.error
+        reason = Reason.MEMORY_LIMIT if error == "MemoryError" else Reason.RUNTIME_ERROR
+        return reason, f"inputs[{index}]: f raised {error}"
     if first.repr_text is None:
         return Reason.NON_CANONICAL_OUTPUT, f"inputs[{index}]: the output has no repr"
     if first.tagged != second.tagged or first.repr_text != second.repr_text:
