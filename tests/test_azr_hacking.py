@@ -279,16 +279,11 @@ CHECK_ATTACKS = [
         id="nested-10000-value",
     ),
     pytest.param(deduction("sum(range(10**12))", "1"), "timeout", id="endless-sum"),
+    pytest.param(deduction("[0] * 10**10", "1"), "memory_limit", id="memory-bomb"),
     pytest.param(
-        deduction("[0] * 10**10", "1"),
-        "memory_limit",
-        id="memory-bomb",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="bug: a MemoryError inside one call of a calls job is reported as runtime_error, "
-            "while /v1/runs reports the same program as memory_limit",
-        ),
+        induction("def f(x):\n    return [0] * 10**10"), "memory_limit", id="memory-bomb-in-induction"
     ),
+    pytest.param(deduction("'x' * 2**22", "'x' * 2**22"), "output_limit", id="str-over-the-text-budget"),
     # -- the result frame ----------------------------------------------------------------------------
     pytest.param(induction(FORGE_FRAME, outputs=["2", "4", "6"]), "wrong_answer", id="forged-frame-repr"),
     pytest.param(induction(FORGE_GUESS, outputs=["2", "4", "6"]), "wrong_answer", id="forged-frame-guess"),

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sandboxd.azr.equality import comparison_key, contains_non_canonical, equal
+from sandboxd.azr.literal import NotLiteral, parse_literal
 from sandboxd.azr.texts import (
     TextRejected,
     check_arguments,
@@ -19,22 +20,6 @@ from sandboxd.azr.texts import (
 )
 from sandboxd.azr.validate import AZR_TRUNCATE_CHARS, azr_truncate
 from sandboxd.canonical import NonCanonical
-
-NON_ASCII_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=TextRejected,
-    reason="bug: check_arguments compares end_col_offset (UTF-8 bytes) with len() (characters)",
-)
-UNDERSCORE_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=TextRejected,
-    reason="bug: the throwaway name `_` in a comprehension is rejected as a private name",
-)
-DUNDER_DATA_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=TextRejected,
-    reason="bug: plain str data that starts with '__' is rejected as a dunder string",
-)
 
 # -- check_arguments -------------------------------------------------------------------------------------
 ACCEPTED_ARGUMENTS = [
@@ -53,10 +38,15 @@ ACCEPTED_ARGUMENTS = [
     pytest.param("'''a\nb'''", id="triple-quoted-multi-line"),
     pytest.param("'1) or True or (1'", id="injection-inside-a-str"),
     pytest.param("'_private', 'x__y'", id="underscores-inside-str"),
-    pytest.param("'é'", id="non-ascii-str", marks=NON_ASCII_BUG),
-    pytest.param("['😁', '👍']", id="emoji", marks=NON_ASCII_BUG),
-    pytest.param("[8 for _ in range(10)]", id="throwaway-name", marks=UNDERSCORE_BUG),
-    pytest.param("['__', '1']", id="dunder-like-data", marks=DUNDER_DATA_BUG),
+    pytest.param("'é'", id="non-ascii-str"),
+    pytest.param("['😁', '👍']", id="emoji"),
+    pytest.param("'é', x=[1,\n 'ü']", id="non-ascii-multi-line"),
+    pytest.param("'a\\d', '\\$'", id="invalid-escapes"),
+    pytest.param("[8 for _ in range(10)]", id="throwaway-name"),
+    pytest.param("lambda _: 1", id="throwaway-parameter"),
+    pytest.param("_secret", id="single-underscore-name"),
+    pytest.param("['__', '1']", id="dunder-like-data"),
+    pytest.param("'__class__', b'__init__'", id="dunder-string-data"),
 ]
 
 REJECTED_ARGUMENTS = [
@@ -74,10 +64,13 @@ REJECTED_ARGUMENTS = [
     pytest.param("**{'x': 1}", id="double-star"),
     pytest.param("(yield)", id="yield"),
     pytest.param("__import__('os')", id="dunder-import"),
-    pytest.param("_secret", id="private-name"),
+    pytest.param("__secret", id="dunder-name"),
+    pytest.param("__builtins__", id="dunder-builtins"),
     pytest.param("[].__class__", id="dunder-attribute"),
     pytest.param("f._cache", id="private-attribute"),
-    pytest.param("'__class__'", id="dunder-string"),
+    pytest.param("'é'.__class__", id="dunder-attribute-after-non-ascii"),
+    pytest.param("'é') or True or ('é'", id="injection-after-non-ascii"),
+    pytest.param("'é')\nimport os\nf('é'", id="newline-statement-after-non-ascii"),
     pytest.param("globals()", id="globals"),
     pytest.param("vars()", id="vars"),
     pytest.param("eval('1')", id="eval"),
@@ -109,23 +102,32 @@ def test_check_arguments_rejects(text: str) -> None:
         check_arguments(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TextRejected,
-    reason="bug: texts._parse follows the process's warning filters; under -W error, the "
-    "DeprecationWarning for an invalid escape makes ast.parse raise",
-)
-def test_check_arguments_ignores_warning_filters() -> None:
+def test_text_checks_ignore_warning_filters() -> None:
     """An invalid escape such as '\\d' (AZR data has it) is accepted even when warnings are errors."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_arguments("'a\\d'")
+        check_expression("'a\\d'")
+        check_program("def f(x):\n    return '\\d' in x")
+        assert parse_literal("['\\$']") == ["\\$"]
 
 
 # -- check_expression, check_imports, check_program, parse_import_list --------------------------------------
 @pytest.mark.parametrize(
     "text",
-    ["[1, 2]", "{'a': (1, 2.5)}", "float('nan')", "-inf", "Counter({'a': 1})", "'x' * 3", "None"],
+    [
+        "[1, 2]",
+        "{'a': (1, 2.5)}",
+        "float('nan')",
+        "-inf",
+        "Counter({'a': 1})",
+        "'x' * 3",
+        "None",
+        "'______ BCD ______'",
+        "'__class__'",
+        "[_ for _ in 'ab']",
+        "'é\\d'",
+    ],
 )
 def test_check_expression_accepts(text: str) -> None:
     """Plain expressions are accepted (whether their names exist is found out in the sandbox)."""
@@ -134,12 +136,93 @@ def test_check_expression_accepts(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "1; 2", "import os", "x = 1", "(x := 1)", "__import__('os')", "print(1)", "[1, 2"],
+    [
+        "",
+        "   ",
+        "1; 2",
+        "import os",
+        "x = 1",
+        "(x := 1)",
+        "__import__('os')",
+        "__builtins__",
+        "().__class__",
+        "x._private",
+        "print(1)",
+        "[1, 2",
+    ],
 )
 def test_check_expression_rejects(text: str) -> None:
     """Statements, empty text, walrus and forbidden names are not expressions an answer may use."""
     with pytest.raises(TextRejected):
         check_expression(text)
+
+
+# -- parse_literal: expected outputs read on the trusted side ---------------------------------------------
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("[1, 2]", [1, 2]),
+        ("  {'a': (1, 'x')}\n", {"a": (1, "x")}),
+        ("-1.5e3", -1500.0),
+        ("+3", 3),
+        ("(True, None, b'\\x00')", (True, None, b"\x00")),
+        ("{1, 2}", {1, 2}),
+        ("{1.0: 'a', 1: 'b'}", {1.0: "b"}),
+        ("set()", set()),
+        ("frozenset()", frozenset()),
+        ("[list(), tuple(), dict()]", [[], (), {}]),
+        ("'é😁'", "é😁"),
+        ("'a\\d'", "a\\d"),
+        ("'__class__'", "__class__"),
+        ("[" * 100 + "]" * 100, nested(99)),
+        ("9" * 4000, int("9" * 4000)),
+    ],
+)
+def test_parse_literal(text: str, value: Any) -> None:
+    """Literals become values without evaluation, with their exact types."""
+    parsed = parse_literal(text)
+    assert parsed == value
+    assert type(parsed) is type(value)
+    assert repr(parsed) == repr(value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Counter({'a': 1})",
+        "float('nan')",
+        "inf",
+        "-inf",
+        "[1] * 3",
+        "1 + 2",
+        "1j",
+        "...",
+        "-True",
+        "-'a'",
+        "set([1])",
+        "{**{}}",
+        "{[1]: 2}",
+        "{[1]}",
+        "x",
+        "__import__('os')",
+        "[" * 102 + "]" * 102,
+        "[" + "0, " * 200_001 + "]",
+        "9" * 4100,
+        "1 +",
+        "",
+    ],
+)
+def test_parse_literal_leaves_the_rest_to_the_sandbox(text: str) -> None:
+    """Anything but a plain literal is NotLiteral (then checked as an expression and run in a sandbox)."""
+    with pytest.raises(NotLiteral):
+        parse_literal(text)
 
 
 @pytest.mark.parametrize(

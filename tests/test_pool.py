@@ -99,6 +99,7 @@ def test_reuse_policy_keeps_sandbox_warm() -> None:
         pool = make_pool(backend, warm_containers=1, max_requests_per_container=2)
         executor = Executor({"default": pool})
         await pool.start()
+        await settle(lambda: len(pool.warm) == 1)
         ids = [(await executor.run_batch("default", specs(1)))[0].sandbox_id for _ in range(3)]
         assert ids[0] == ids[1] != ids[2]
         await pool.close()
