@@ -37,6 +37,13 @@ class Metrics:
         self.pool_containers = Gauge(
             "sandboxd_pool_containers", "Sandbox containers by pool state.", ["policy", "state"], registry=r
         )
+        self.container_start = Histogram(
+            "sandboxd_container_start_seconds",
+            "Time from create to a configured fork-server.",
+            ["policy"],
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30),
+            registry=r,
+        )
         self.container_start_failures = Counter(
             "sandboxd_container_start_failures",
             "Sandbox containers that failed to start.",

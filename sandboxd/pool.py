@@ -95,6 +95,7 @@ class Pool:
 
     async def _start_one(self) -> None:
         sandbox: Sandbox | None = None
+        started = self.clock()
         try:
             handle = await self.backend.create(self.spec)
             sandbox = Sandbox(handle, self.name)
@@ -110,6 +111,7 @@ class Pool:
                 await sandbox.destroy()
             self._spawn(self._retry_later(self._backoff))
         else:
+            self.metrics.container_start.labels(policy=self.name).observe(self.clock() - started)
             self.last_error = None
             if self.closed:
                 await sandbox.destroy()
