@@ -17,7 +17,7 @@ from sandboxd.settings import BUILTIN_POLICIES, Settings
 from sandboxd.testing import running_server
 
 TEST_POLICIES = Path(__file__).parent / "policies"
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"  # copies of ../shared/data, with their LICENSEs
 
 
 def runsc_problem() -> str | None:

@@ -42,9 +42,7 @@ from trainer_client.rewards import (
     parse_ground_truth,
 )
 
-SEED_ROWS = (
-    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "azr" / "7b_coder_seed_io.jsonl"
-)
+SEED_ROWS = Path(__file__).resolve().parent / "data" / "azr" / "7b_coder_seed_io.jsonl"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
