@@ -19,6 +19,7 @@ run: setup
 # Everything CI checks: lint and type checks, then the test suite (including the Docker tests).
 test: setup
 	$(MAKE) --no-print-directory lint
+	$(BIN)/sandboxd policy test
 	$(BIN)/pytest
 
 # Static checks only; needs an existing .venv.

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from sandboxd import image  # stdlib-only, cheap to import
+from sandboxd.watchdog.cli import register_policy  # imports pydantic/yaml only in its handlers
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler = Callable[[argparse.Namespace], int]
@@ -82,6 +83,7 @@ def register_image(subparsers: Subparsers) -> None:
 GROUPS: list[Callable[[Subparsers], None]] = [
     register_serve,
     register_image,
+    register_policy,
 ]
 
 

@@ -1,0 +1,59 @@
+"""The safety watchdog: YAML rule packs and the static (pre-execution) check.
+
+``check_source(source, packs, role, task_type)`` is pure: it parses ``source`` with :mod:`ast` (never runs
+it) and returns a :class:`Decision`. Post-execution and formal checks, plugins, tripwires and throttling are
+not built yet; see ``docs/watchdog.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .checker import check_source
+    from .criteria import Pack
+    from .decision import Decision, DecisionKind, Finding
+    from .packs import DEFAULT_PACK_DIR, PackError, Problem, default_packs, load_pack, load_packs
+    from .selftest import CaseResult, run_inline_tests
+
+# Lazy, so that ``sandboxd image tag`` (which registers the ``policy`` CLI group) imports neither pydantic
+# nor yaml; ``from sandboxd.watchdog import check_source`` works as usual.
+_HOMES = {
+    "check_source": "checker",
+    "Pack": "criteria",
+    "Decision": "decision",
+    "DecisionKind": "decision",
+    "Finding": "decision",
+    "DEFAULT_PACK_DIR": "packs",
+    "PackError": "packs",
+    "Problem": "packs",
+    "default_packs": "packs",
+    "load_pack": "packs",
+    "load_packs": "packs",
+    "CaseResult": "selftest",
+    "run_inline_tests": "selftest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+
+
+__all__ = [
+    "DEFAULT_PACK_DIR",
+    "CaseResult",
+    "Decision",
+    "DecisionKind",
+    "Finding",
+    "Pack",
+    "PackError",
+    "Problem",
+    "check_source",
+    "default_packs",
+    "load_pack",
+    "load_packs",
+    "run_inline_tests",
+]

@@ -1,0 +1,48 @@
+"""What the watchdog says about a program: ``allow``, ``warn`` or ``veto``, with the findings behind it."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .rules import Mode, Severity
+
+
+class DecisionKind(enum.StrEnum):
+    ALLOW = "allow"  # no enforce or warn rule fired (audit findings may still be attached)
+    WARN = "warn"  # a warn rule fired: findings are attached, the verdict stands
+    VETO = "veto"  # an enforce rule fired: the verdict becomes ``vetoed``, reward 0
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_id: str
+    pack: str
+    mode: Mode
+    severity: Severity
+    message: str
+    line: int  # 1-based; 0 when the finding is about the whole program (a size cap)
+    col: int
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: DecisionKind
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def vetoing(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.mode == "enforce")
+
+
+def decide(findings: Iterable[Finding]) -> Decision:
+    """Any enforce finding vetoes; otherwise any warn finding warns; audit findings never change the result."""
+    found = tuple(findings)
+    modes = {f.mode for f in found}
+    if "enforce" in modes:
+        return Decision(DecisionKind.VETO, found)
+    if "warn" in modes:
+        return Decision(DecisionKind.WARN, found)
+    return Decision(DecisionKind.ALLOW, found)
