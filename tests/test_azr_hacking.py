@@ -62,8 +62,9 @@ class AlwaysEqual:
 # A result frame forged from inside the answer: the run's nonce read from the request dict via gc,
 # values that claim whatever the forger likes (here the expected text, as a repr), then os._exit(0)
 # so the runner never writes the real frame. The frame carries values only, never a verdict (the
-# "verdict" key is ignored), and the expected outputs are evaluated in other processes, so a forger
-# has nothing right to claim unless it solved the task (or reads them: see LEAK_EXPECTED).
+# "verdict" key is ignored), and the expected outputs never reach the answer's sandbox (read on the
+# trusted side, or evaluated in a request of their own: see LEAK_PROBES), so a forger has nothing
+# right to claim unless it solved the task.
 FORGE_FRAME = """
 import gc, json, os, struct
 def _forge():
@@ -86,25 +87,49 @@ FORGE_GUESS = FORGE_FRAME.replace('["r","2"],["s","2"]', '["i","7"],["s","7"]')
 # A forger that computes the right values itself: the control showing that forged frames are accepted.
 FORGE_RIGHT = FORGE_FRAME.replace('["r","2"],["s","2"]', '["i","2"],["s","2"]')
 
-# Reads the hidden outputs from the fork-server's copy-on-write heap: queued ``run`` messages for the
-# expected-output evaluations sit in ForkServer.queue when the answer's child is forked.
-LEAK_EXPECTED = """
-import sys
-def _expected():
+# Two probes for the expected outputs of a check, in the answer's own process. Each keeps the texts that
+# fullmatch PATTERN (replaced by a regex), and f evaluates the first one found. LEAK_FRAMES reaches the
+# fork-server's queued and running ``run`` messages through the frames, where the expected-output
+# evaluations once sat (before they ran in requests of their own), and every dict gc finds. LEAK_MEMORY
+# reads the pages around every gc object, freed memory included (as tests/attack_programs.MEMORY_SCAN).
+LEAK_FRAMES = """
+import gc, re, sys
+def _messages():
     frame = sys._getframe()
     while frame is not None:
         for value in list(frame.f_locals.values()):
-            for message in list(getattr(value, "queue", None) or []):
-                try:
-                    for item in message["job"]["expressions"]:
-                        yield item["text"]
-                except (KeyError, TypeError):
-                    pass
+            yield from list(getattr(value, "queue", None) or [])
+            for run in list((getattr(value, "runs", None) or {}).values()):
+                yield getattr(run, "request", None)
         frame = frame.f_back
-_TEXTS = list(_expected())
+    yield from [o for o in gc.get_objects() if type(o) is dict and "job" in o]
+def _texts():
+    for message in _messages():
+        try:
+            for item in message["job"]["expressions"]:
+                yield item["text"]
+        except (KeyError, TypeError):
+            pass
+_TEXTS = [text for text in _texts() if re.fullmatch(PATTERN, text)]
 def f(x):
     return eval(_TEXTS[0]) if _TEXTS else None
 """
+LEAK_MEMORY = """
+import ctypes, gc, os, re
+libc = ctypes.CDLL(None, use_errno=True)
+libc.write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+r, w = os.pipe()
+pages = {(id(o) & ~0xFFFFF) + k for o in gc.get_objects() for k in range(0, 0x100000, 4096)}
+_TEXTS = []
+for page in sorted(pages):
+    n = libc.write(w, page, 4096)
+    if n > 0:
+        for found in re.finditer(rb'"text":\\s*"(' + PATTERN.encode() + rb')"', os.read(r, n)):
+            _TEXTS.append(found.group(1).decode())
+def f(x):
+    return eval(_TEXTS[0]) if _TEXTS else None
+"""
+LEAK_PROBES = {"frames-and-gc": LEAK_FRAMES, "memory-scan": LEAK_MEMORY}
 
 PICKLED_ANY = pickle.dumps(unittest.mock.ANY)
 
@@ -242,6 +267,14 @@ CHECK_ATTACKS = [
     pytest.param(abduction("*[[1, 2]]"), "bad_arguments", id="injection-starred"),
     pytest.param(abduction("**{'x': [1, 2]}"), "bad_arguments", id="injection-double-star"),
     pytest.param(abduction("eval('[1, 2]')"), "bad_arguments", id="injection-eval"),
+    pytest.param(abduction("__builtins__"), "bad_arguments", id="injection-dunder-name"),
+    pytest.param(abduction("f._x"), "bad_arguments", id="injection-private-attribute"),
+    pytest.param(abduction("_"), "runtime_error", id="single-underscore-name-is-unbound"),
+    pytest.param(
+        abduction("'__class__'", expected="'__class__'", source="def f(x):\n    return x[::-1]"),
+        "wrong_answer",
+        id="dunder-string-is-only-data",
+    ),
     pytest.param(deduction("__import__('os').getpid()", "1"), "bad_arguments", id="deduction-dunder-import"),
     pytest.param(deduction("[1, 2]; import os", "[1, 2]"), "bad_arguments", id="deduction-statement"),
     # -- printing the answer instead of returning it ------------------------------------------------
@@ -340,6 +373,8 @@ VALIDATE_ATTACKS = [
     ),
     pytest.param("def f(x):\n    return x", "1) or (1", "bad_arguments", id="injection-in-input"),
     pytest.param("def f(x):\n    return x", "10**4999", "non_canonical_output", id="5000-digit-int"),
+    pytest.param("def f(x):\n    return [0] * 10**10", "1", "memory_limit", id="memory-bomb"),
+    pytest.param("def f(x):\n    return 'x' * 2**22", "1", "output_limit", id="str-over-the-text-budget"),
 ]
 
 
@@ -382,17 +417,106 @@ def test_huge_values_are_judged_by_value(
     assert (result["correct"], result["reason"]) == (correct, reason), result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: an induction answer's child is forked from the fork-server with the queued expected-output "
-        "runs in its copy-on-write heap; sys._getframe().f_back... reaches ForkServer.queue and reads them"
-    ),
+def azr_record(value: str) -> str:
+    """AZR's record of a long output: the first 200 characters of its repr, ``...``, the last 200."""
+    text = repr(value)
+    return text[:200] + "..." + text[-200:] if len(text) > 400 else text
+
+
+# Both once were bugs (internal_error on a mismatch; the tail of reprs over 1 MiB was cut); fixed.
+TRUNCATED_BUG: tuple[pytest.MarkDecorator, ...] = ()
+REPR_CAP_BUG: tuple[pytest.MarkDecorator, ...] = ()
+LONG = "'a' * 300 + 'b' * 2**20 + 'c' * 300"
+
+
+@pytest.mark.parametrize(
+    ("answer", "record", "correct", "reason"),
+    [
+        pytest.param("'y' * 500", azr_record("y" * 500), True, "ok", id="right"),
+        pytest.param("'y' * 300 + 'x' + 'y' * 199", azr_record("y" * 500), True, "ok", id="middle-differs"),
+        pytest.param(
+            "'x' * 500", azr_record("y" * 500), False, "wrong_answer", id="wrong", marks=TRUNCATED_BUG
+        ),
+        pytest.param("1", azr_record("y" * 500), False, "wrong_answer", id="short", marks=TRUNCATED_BUG),
+        pytest.param(
+            "[][1]", azr_record("y" * 500), False, "runtime_error", id="raises", marks=TRUNCATED_BUG
+        ),
+        pytest.param(
+            LONG,
+            azr_record("a" * 300 + "b" * 2**20 + "c" * 300),
+            True,
+            "ok",
+            id="repr-over-1-mib",
+            marks=REPR_CAP_BUG,
+        ),
+    ],
 )
-def test_answer_cannot_read_the_expected_outputs(client: httpx.Client) -> None:
-    """An induction answer cannot find the hidden expected outputs in the fork-server's memory."""
-    answer = induction(LEAK_EXPECTED, inputs=["1"], outputs=["987654321"])
-    results = [check_one(client, answer) for _ in range(8)]  # it leaks in about 4 of 5 attempts
+def test_truncated_records_compare_by_truncated_repr(
+    client: httpx.Client, answer: str, record: str, correct: bool, reason: str
+) -> None:
+    """An AZR-truncated record matches exactly the answers whose repr truncates to it (the middle is
+    unknown); any other answer is an ordinary wrong answer or error, never a sandboxd fault."""
+    result = check_one(client, deduction(answer, record))
+    assert (result["correct"], result["reason"]) == (correct, reason), result
+
+
+SIBLING = {"task_type": "deduction", "answer": "'sibling'", "expected_output": "'sibling'"}
+HIDDEN = r"987654321|987654320 \+ 1"  # the expected outputs the probes look for
+
+
+def leak_attempts(client: httpx.Client, probe: str, pattern: str, expected: str) -> list[bool]:
+    """Eight check requests, each the probe's answer and eight sibling deductions; is the probe correct?"""
+    source = LEAK_PROBES[probe].replace("PATTERN", repr(pattern))
+    answer = induction(source, inputs=["1"], outputs=[expected])
+    correct = []
+    for _ in range(8):
+        response = client.post("/v1/azr/check", json={"answers": [answer, *[SIBLING] * 8]})
+        assert response.status_code == 200, response.text
+        first, *siblings = response.json()["results"]
+        assert all(sibling["correct"] for sibling in siblings), siblings
+        correct.append(first["correct"])
+    return correct
+
+
+@pytest.mark.parametrize("probe", LEAK_PROBES)
+@pytest.mark.parametrize(
+    "expected",
+    [
+        pytest.param("987654321", id="literal-read-on-the-trusted-side"),
+        pytest.param("987654320 + 1", id="expression-evaluated-in-its-own-request"),
+    ],
+)
+def test_answer_cannot_read_the_expected_outputs(client: httpx.Client, probe: str, expected: str) -> None:
+    """An induction answer cannot find the hidden expected outputs in its fork-server's memory.
+
+    Literal expected outputs never enter a sandbox; the others are evaluated in a request of their own,
+    on containers that the default policy destroys before any answer runs. (Before that, the frames
+    probe read them in about 4 of 5 attempts.)
+    """
+    assert not any(leak_attempts(client, probe, HIDDEN, expected))
+
+
+@pytest.mark.parametrize("probe", LEAK_PROBES)
+def test_leak_probes_reach_the_jobs_beside_them(client: httpx.Client, probe: str) -> None:
+    """Control for the test above: each probe does find the jobs of its own request (the siblings).
+
+    That is the documented limit of one batch (docs/security-model.md, risk 0): its runs belong to one
+    request. Nothing in them is an expected output.
+    """
+    assert any(leak_attempts(client, probe, "'sibling'", "'sibling'"))
+
+
+def test_answer_cannot_read_the_expected_outputs_under_pooled(client: httpx.Client) -> None:
+    """Under ``pooled`` too, no answer reads non-literal expected outputs (or AZR refuses the policy)."""
+    probe = LEAK_PROBES["memory-scan"].replace("PATTERN", repr(HIDDEN))
+    answer = induction(probe, inputs=["1"], outputs=["987654320 + 1"])
+    results = []
+    for _ in range(4):
+        response = client.post("/v1/azr/check", json={"answers": [answer], "policy": "pooled"})
+        if 400 <= response.status_code < 500:  # refusing container-reusing policies is a fix too
+            return
+        assert response.status_code == 200, response.text
+        results += response.json()["results"]
     assert not any(result["correct"] for result in results), results
 
 

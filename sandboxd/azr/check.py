@@ -22,6 +22,7 @@ from sandboxd.azr.texts import (
     parse_import_list,
 )
 from sandboxd.azr.validate import AZR_TRUNCATE_CHARS, azr_truncate
+from sandboxd.exceptions import RequestRejected
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
@@ -147,17 +148,26 @@ def judge(answer_run: RunResult, expected: list[CallOutcome | None], texts: list
         if got.ok and _truncated_match(got, texts[index]):
             compared_by = "repr"
             continue
+        if not got.ok:
+            reason = Reason.MEMORY_LIMIT if got.error == "MemoryError" else Reason.RUNTIME_ERROR
+            rejected = _rejected(reason, f"answer raised {got.error}", spent)
+            rejected.error_type = got.error
+            return rejected
+        if _is_truncated(texts[index]):  # a truncated record the answer does not match
+            return CheckResult(
+                correct=False,
+                reward=0.0,
+                reason=Reason.WRONG_ANSWER,
+                compared_by="repr",
+                detail=f"value {index} differs from the truncated record",
+                usage=spent,
+            )
         if want is None or not want.ok:
             return _rejected(
                 Reason.INTERNAL_ERROR if want is None else Reason.RUNTIME_ERROR,
                 f"expected output {index} could not be evaluated",
                 spent,
             )
-        if not got.ok:
-            reason = Reason.MEMORY_LIMIT if got.error == "MemoryError" else Reason.RUNTIME_ERROR
-            rejected = _rejected(reason, f"answer raised {got.error}", spent)
-            rejected.error_type = got.error
-            return rejected
         if got.canonical != want.canonical:
             return CheckResult(
                 correct=False,
@@ -196,6 +206,23 @@ def _collect(
     return values
 
 
+def _isolated_policy(service: Service, policy: SandboxPolicy) -> SandboxPolicy:
+    """A policy whose containers never serve another request, for evaluating expected outputs.
+
+    Under a reusing policy (pooled) a container that evaluated expected outputs could later run an
+    answer, whose process would inherit the fork-server's heap and could read them.
+    """
+    if not policy.reuses_containers:
+        return policy
+    candidates = [service.policy(None), *service.policies.values()]
+    for candidate in candidates:
+        if not candidate.reuses_containers:
+            return candidate
+    raise RequestRejected(
+        f"policy {policy.name} reuses containers and no per-request policy is loaded to evaluate expected outputs"
+    )
+
+
 def _literals(
     keys: list[ExpressionKey],
 ) -> tuple[dict[ExpressionKey, CallOutcome | None], list[ExpressionKey]]:
@@ -221,13 +248,14 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
     values, keys = _literals(sorted({key for item in plans for key in item.expected}))
     # Expected outputs that are not literals run first, in a request of their own: its sandboxes
     # never run an answer, so no answer can find an expected output in its fork-server's memory.
-    evaluated = await service.run(policy, expression_specs(keys, policy)) if keys else []
+    isolated = _isolated_policy(service, policy)
+    evaluated = await service.run(isolated, expression_specs(keys, policy)) if keys else []
     values.update(_collect(keys, evaluated, policy.azr.expressions_per_run))
     missing = [key for key in keys if values.get(key) is None]
     if missing and policy.azr.expressions_per_run > 1:
         # A chunk failed as a whole (one hostile expression can time it out): retry one per process.
         single = policy.model_copy(update={"azr": policy.azr.model_copy(update={"expressions_per_run": 1})})
-        retried = await service.run(policy, expression_specs(missing, single))
+        retried = await service.run(isolated, expression_specs(missing, single))
         values.update(_collect(missing, retried, 1))
     runs = iter(await service.run(policy, answer_specs))
     final: list[CheckResult] = []

@@ -75,7 +75,9 @@ def _result(code: Any, namespace: dict[str, Any]) -> tuple[Any, ...]:
         return ("ok", value, None)
     if _type(text) is not str:
         return ("ok", value, None)
-    return ("ok", value, text[:_REPR_CAP])
+    if len(text) > _REPR_CAP:  # keep both ends: AZR's truncation compares the first and last 200
+        text = text[: _REPR_CAP - 1024] + text[-1024:]
+    return ("ok", value, text)
 
 
 def _namespace(imports: list[str], program: str | None) -> dict[str, Any]:
