@@ -132,7 +132,10 @@ def cache_dir() -> Path:
 
 
 def debian_mirror() -> str:
-    """The Debian mirror that apt on this machine uses for ``SUITE``, read from its sources files."""
+    """The Debian mirror for ``SUITE``: ``SANDBOXD_DEBIAN_MIRROR``, else what apt on this machine uses."""
+    override = os.environ.get("SANDBOXD_DEBIAN_MIRROR")
+    if override:
+        return override
     sources = Path("/etc/apt/sources.list.d")
     for path in sorted(sources.glob("*.sources")):
         for stanza in path.read_text().split("\n\n"):
@@ -146,7 +149,9 @@ def debian_mirror() -> str:
             words = [w for w in line.split("#", 1)[0].split() if not w.startswith("[")]
             if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
                 return words[1]
-    raise ImageBuildError(f"no apt source for Debian {SUITE} under /etc/apt; debootstrap needs a mirror")
+    raise ImageBuildError(
+        f"no apt source for Debian {SUITE} under /etc/apt; set SANDBOXD_DEBIAN_MIRROR to a Debian mirror URL"
+    )
 
 
 def _build_dockerfile(tag: str, files: Mapping[str, bytes], progress: Progress) -> None:
