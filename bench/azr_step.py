@@ -18,8 +18,10 @@ import argparse
 import ast
 import concurrent.futures
 import json
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -186,7 +188,8 @@ def main() -> None:
     print(
         f"step: {len(tasks)} proposals ({sum(len(t['inputs']) for t in tasks)} inputs), {len(answers)} answers"
     )
-    pool = ProcessPool(max_workers=1)
+    # The unsandboxed worker runs model code: at least keep its files out of the checkout.
+    pool = ProcessPool(max_workers=1, initializer=os.chdir, initargs=(tempfile.mkdtemp(),))
     pool.schedule(
         _check_one, args=({"task_type": "deduction", "imports": [], "answer": "1", "expected_output": "1"},)
     ).result()

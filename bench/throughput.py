@@ -23,8 +23,10 @@ import concurrent.futures
 import contextlib
 import io
 import json
+import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,7 +84,8 @@ class Baseline:
     def __init__(self, rows: Sequence[common.Row], timeout: float) -> None:
         self.rows = rows
         self.timeout = timeout
-        self.pool = ProcessPool(max_workers=1)
+        # The unsandboxed worker runs model code: at least keep its files out of the checkout.
+        self.pool = ProcessPool(max_workers=1, initializer=os.chdir, initargs=(tempfile.mkdtemp(),))
         self.pool.schedule(_execute, args=("pass",)).result()  # start the persistent worker first
         self.rates: list[float] = []
         self.errors: collections.Counter[str] = collections.Counter()
