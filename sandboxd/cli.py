@@ -22,11 +22,11 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415
-    from pydantic import ValidationError  # noqa: PLC0415
+    import uvicorn  # noqa: PLC0415 - imported lazily, see the module docstring
+    from pydantic import ValidationError  # noqa: PLC0415 - imported lazily, see the module docstring
 
-    from sandboxd.api.app import create_app  # noqa: PLC0415
-    from sandboxd.settings import Settings  # noqa: PLC0415
+    from sandboxd.api.app import create_app  # noqa: PLC0415 - imported lazily, see the module docstring
+    from sandboxd.settings import Settings  # noqa: PLC0415 - imported lazily, see the module docstring
 
     # Flags go to the constructor, not to model_copy(update=...), so that the safety validators still run:
     # ``--host 0.0.0.0`` must be refused just like SANDBOXD_HOST=0.0.0.0 is.

@@ -178,7 +178,7 @@ def _build_debootstrap(tag: str, files: Mapping[str, bytes], progress: Progress)
     progress(f"import: streaming {base} and {len(files)} runner files into `docker import` as {tag}")
     cmd = [docker, "import", *[arg for change in IMPORT_CHANGES for arg in ("--change", change)], "-", tag]
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - fixed argv of resolved tools, see the module docstring
         assert proc.stdin is not None
         try:
             _write_image_tar(proc.stdin, base, files)
@@ -290,7 +290,7 @@ def _run(
 ) -> None:
     """Run ``cmd``, forwarding output lines (except ``quiet`` prefixes) to ``progress``; raise if it fails."""
     tail: deque[str] = deque(maxlen=20)
-    with subprocess.Popen(  # noqa: S603
+    with subprocess.Popen(  # noqa: S603 - fixed argv of resolved tools, see the module docstring
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env
     ) as proc:
         assert proc.stdout is not None
@@ -305,4 +305,4 @@ def _run(
 
 def _quiet(cmd: list[str]) -> bool:
     """Run ``cmd`` with its output discarded; whether it succeeded."""
-    return subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, check=False).returncode == 0  # noqa: S603
+    return subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, check=False).returncode == 0  # noqa: S603 - fixed argv of resolved tools, see the module docstring

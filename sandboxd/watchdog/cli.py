@@ -15,7 +15,7 @@ DEFAULT_PACK_DIR = Path(__file__).resolve().parents[2] / "policies" / "watchdog"
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .packs import PackError, load_packs  # noqa: PLC0415
+    from .packs import PackError, load_packs  # noqa: PLC0415 - imported lazily, see the module docstring
 
     try:
         packs = load_packs(args.files)
@@ -28,8 +28,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .packs import PackError, load_packs  # noqa: PLC0415
-    from .selftest import run_inline_tests  # noqa: PLC0415
+    from .packs import PackError, load_packs  # noqa: PLC0415 - imported lazily, see the module docstring
+    from .selftest import run_inline_tests  # noqa: PLC0415 - imported lazily, see the module docstring
 
     try:
         packs = load_packs(args.files or [DEFAULT_PACK_DIR])
@@ -46,8 +46,8 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .checker import check_source  # noqa: PLC0415
-    from .packs import PackError, load_packs  # noqa: PLC0415
+    from .checker import check_source  # noqa: PLC0415 - imported lazily, see the module docstring
+    from .packs import PackError, load_packs  # noqa: PLC0415 - imported lazily, see the module docstring
 
     try:
         packs = load_packs(args.packs or [DEFAULT_PACK_DIR])
