@@ -53,5 +53,11 @@ class Metrics:
         self.sandbox_deaths = Counter(
             "sandboxd_sandbox_deaths", "Sandboxes that died while serving a request.", ["policy"], registry=r
         )
+        self.watchdog_decisions = Counter(
+            "sandboxd_watchdog_decisions",
+            "Static watchdog decisions, by decision and by rule that fired ('none' when none did).",
+            ["decision", "rule"],
+            registry=r,
+        )
         self.build = Info("sandboxd_build", "Build information.", registry=r)
         self.build.info({"version": __version__})

@@ -80,6 +80,14 @@ class AzrOptions(_Frozen):
     hash_seeds: tuple[int, ...] = Field((), max_length=4)
 
 
+class WatchdogOptions(_Frozen):
+    """The static watchdog checks before execution (docs/watchdog.md, "Wiring"); off by default."""
+
+    enabled: bool = False
+    packs_dir: Path | None = None  # None: the repository's policies/watchdog/; relative: to policies_dir
+    packs: tuple[PolicyName, ...] = ()  # () = every pack that is enabled_by_default; else exactly these
+
+
 class SandboxPolicy(_Frozen):
     """A named sandbox policy (``kind: sandbox``)."""
 
@@ -100,6 +108,7 @@ class SandboxPolicy(_Frozen):
     request: RequestCaps = RequestCaps()
     encoder: EncoderCaps = EncoderCaps()
     azr: AzrOptions = AzrOptions()
+    watchdog: WatchdogOptions = WatchdogOptions()
 
     @model_validator(mode="after")
     def _consistent(self) -> SandboxPolicy:

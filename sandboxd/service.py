@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .backends import load_backend
@@ -22,6 +23,11 @@ from .pool import Pool
 from .run import RunResult, RunSpec
 from .seccomp import container_profile
 from .settings import Settings
+from .watchdog.checker import check_source
+from .watchdog.criteria import Pack
+from .watchdog.decision import Decision
+from .watchdog.rules import Role
+from .watchdog.wiring import select_packs
 
 log = logging.getLogger(__name__)
 MANAGED_LABEL = "sandboxd.managed"
@@ -75,6 +81,26 @@ def configure_message(policy: SandboxPolicy) -> dict[str, Any]:
     }
 
 
+def load_watchdog_packs(
+    policies: dict[str, SandboxPolicy], policies_dir: Path
+) -> dict[str, tuple[Pack, ...]]:
+    """The packs of every policy that enables the watchdog, each directory and selection loaded once."""
+    loaded: dict[tuple[Path | None, tuple[str, ...]], tuple[Pack, ...]] = {}
+    chosen: dict[str, tuple[Pack, ...]] = {}
+    for policy in policies.values():
+        options = policy.watchdog
+        if not options.enabled:
+            continue
+        folder = options.packs_dir
+        if folder is not None and not folder.is_absolute():
+            folder = policies_dir / folder
+        key = (folder, options.packs)
+        if key not in loaded:
+            loaded[key] = select_packs(folder, options.packs, f"policy {policy.name}")
+        chosen[policy.name] = loaded[key]
+    return chosen
+
+
 class Service:
     def __init__(
         self, settings: Settings, backend: Backend | None = None, metrics: Metrics | None = None
@@ -86,6 +112,7 @@ class Service:
             raise SandboxdError(
                 f"default policy {settings.default_policy!r} is not in {settings.policies_dir}"
             )
+        self.watchdog_packs = load_watchdog_packs(self.policies, settings.policies_dir)
         self.backend = backend or load_backend(settings)
         self.pools: dict[str, Pool] = {}
         self.executor = Executor(self.pools)
@@ -148,6 +175,19 @@ class Service:
             return self.policies[chosen]
         except KeyError:
             raise UnknownPolicy(f"unknown policy {chosen!r}; loaded: {sorted(self.policies)}") from None
+
+    def screen(
+        self, policy: SandboxPolicy, source: str, role: Role, task_type: str | None = None
+    ) -> Decision | None:
+        """The static watchdog's decision on ``source`` (DESIGN.md §4 step 3); None when it is off."""
+        packs = self.watchdog_packs.get(policy.name)
+        if packs is None:
+            return None
+        decision = check_source(source, packs, role, task_type)
+        rules = sorted({finding.rule_id for finding in decision.findings}) or ["none"]
+        for rule in rules:
+            self.metrics.watchdog_decisions.labels(decision=decision.decision.value, rule=rule).inc()
+        return decision
 
     def readiness(self) -> dict[str, Any]:
         pools = {

@@ -10,6 +10,10 @@ from fastapi import APIRouter
 from sandboxd.exceptions import RequestRejected
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
+from sandboxd.service import Service
+from sandboxd.verdict import Status
+from sandboxd.watchdog.decision import Decision, DecisionKind
+from sandboxd.watchdog.wiring import report
 
 from .deps import ServiceDep
 from .schemas import BatchCreate, BatchPublic, Problem, RunCreate, RunPublic, RunSpecIn
@@ -45,7 +49,7 @@ def to_spec(run: RunSpecIn, policy: SandboxPolicy, where: str = "") -> RunSpec:
     return RunSpec(job={"kind": "script", "code": run.code}, limits=limits, stdin=run.stdin)
 
 
-def to_public(result: RunResult, policy: str) -> RunPublic:
+def to_public(result: RunResult, policy: str, decision: Decision | None = None) -> RunPublic:
     return RunPublic(
         id=uuid.uuid4().hex,
         status=result.status,
@@ -61,7 +65,47 @@ def to_public(result: RunResult, policy: str) -> RunPublic:
         sandbox_id=result.sandbox_id,
         policy=policy,
         detail=result.detail,
+        watchdog=report(decision) if decision is not None else None,
     )
+
+
+def vetoed_public(decision: Decision, policy: str) -> RunPublic:
+    """A run the static watchdog vetoed: it never reached a container."""
+    rules = sorted({finding.rule_id for finding in decision.vetoing})
+    return RunPublic(
+        id=uuid.uuid4().hex,
+        status=Status.VETOED,
+        exit_code=None,
+        signal=None,
+        stdout="",
+        stderr="",
+        stdout_truncated=False,
+        stderr_truncated=False,
+        wall_time_seconds=0.0,
+        cpu_time_seconds=0.0,
+        peak_memory_bytes=0,
+        sandbox_id="",
+        policy=policy,
+        detail=f"vetoed by the watchdog: {', '.join(rules)}",
+        watchdog=report(decision),
+    )
+
+
+async def run_screened(
+    service: Service, policy: SandboxPolicy, runs: list[RunSpecIn], specs: list[RunSpec]
+) -> list[RunPublic]:
+    """Screen each run with the static watchdog (role proposer), run the rest, keep the order."""
+    decisions = [service.screen(policy, run.code, "proposer") for run in runs]
+    vetoed = [d is not None and d.decision == DecisionKind.VETO for d in decisions]
+    to_run = [spec for spec, veto in zip(specs, vetoed, strict=True) if not veto]
+    results = iter(await service.run(policy, to_run) if to_run else [])
+    public: list[RunPublic] = []
+    for decision, veto in zip(decisions, vetoed, strict=True):
+        if veto and decision is not None:
+            public.append(vetoed_public(decision, policy.name))
+        else:
+            public.append(to_public(next(results), policy.name, decision))
+    return public
 
 
 @router.post("", responses=_ERRORS)
@@ -69,8 +113,8 @@ async def create_run(body: RunCreate, service: ServiceDep) -> RunPublic:
     """Run one program in a fresh sandboxed process and return its verdict."""
     policy = service.policy(body.policy)
     spec = to_spec(body, policy)
-    [result] = await service.run(policy, [spec])
-    return to_public(result, policy.name)
+    [public] = await run_screened(service, policy, [body], [spec])
+    return public
 
 
 @router.post("/batch", responses=_ERRORS)
@@ -83,5 +127,4 @@ async def create_batch(body: BatchCreate, service: ServiceDep) -> BatchPublic:
             f"at {policy.batch.max_runs}"
         )
     specs = [to_spec(run, policy, f"runs[{index}]: ") for index, run in enumerate(body.runs)]
-    results = await service.run(policy, specs)
-    return BatchPublic(results=[to_public(result, policy.name) for result in results])
+    return BatchPublic(results=await run_screened(service, policy, body.runs, specs))

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxd.limits import LimitsRequest
 from sandboxd.verdict import Status
+from sandboxd.watchdog.wiring import WatchdogReport
 
 
 class _Strict(BaseModel):
@@ -49,6 +50,7 @@ class RunPublic(BaseModel):
     sandbox_id: str = Field(description="The container that ran it (shared only under reuse policies)")
     policy: str
     detail: str | None = None
+    watchdog: WatchdogReport | None = Field(None, description="The static watchdog's decision; null when off")
 
 
 class BatchPublic(BaseModel):

@@ -21,11 +21,12 @@ from sandboxd.azr.texts import (
     check_program,
     parse_import_list,
 )
-from sandboxd.azr.validate import AZR_TRUNCATE_CHARS, azr_truncate
+from sandboxd.azr.validate import AZR_TRUNCATE_CHARS, azr_truncate, is_veto, screened_text, vetoed_detail
 from sandboxd.exceptions import RequestRejected
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
+from sandboxd.watchdog.wiring import report
 
 ExpressionKey = tuple[tuple[str, ...], str]
 
@@ -241,7 +242,24 @@ def _literals(
 
 
 async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) -> list[CheckResult]:
-    plans = [plan(answer, policy) for answer in request.answers]
+    # The solver's text: the induction program, or the deduction/abduction answer text.
+    decisions = [
+        service.screen(policy, screened_text(answer.imports, answer.answer), "solver", answer.task_type)
+        for answer in request.answers
+    ]
+    plans = [
+        Plan(rejection=_rejected(Reason.VETOED, vetoed_detail(decision)))
+        if decision is not None and is_veto(decision)
+        else plan(answer, policy)
+        for answer, decision in zip(request.answers, decisions, strict=True)
+    ]
+    final = await _judged(service, policy, plans)
+    for result, decision in zip(final, decisions, strict=True):
+        result.watchdog = report(decision) if decision is not None else None
+    return final
+
+
+async def _judged(service: Service, policy: SandboxPolicy, plans: list[Plan]) -> list[CheckResult]:
     answer_specs = [item.spec for item in plans if item.spec is not None]
     if not answer_specs:
         return [item.rejection for item in plans if item.rejection is not None]

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandboxd.watchdog.wiring import WatchdogReport
+
 TaskType = Literal["deduction", "abduction", "induction"]
 
 
@@ -23,6 +25,7 @@ class Reason(enum.StrEnum):
     NONDETERMINISTIC = "nondeterministic"
     NON_CANONICAL_OUTPUT = "non_canonical_output"
     INTERNAL_ERROR = "internal_error"  # a sandboxd fault; retry
+    VETOED = "vetoed"  # the static watchdog vetoed the program; it never reached a container
 
 
 class _Strict(BaseModel):
@@ -61,6 +64,7 @@ class ValidateResult(BaseModel):
     detail: str | None = None
     error_type: str | None = Field(None, description="Exception class name when the program raised")
     usage: Usage
+    watchdog: WatchdogReport | None = Field(None, description="The static watchdog's decision; null when off")
 
 
 class ValidateResponse(BaseModel):
@@ -95,6 +99,7 @@ class CheckResult(BaseModel):
     detail: str | None = None
     error_type: str | None = Field(None, description="Exception class name when the answer raised")
     usage: Usage
+    watchdog: WatchdogReport | None = Field(None, description="The static watchdog's decision; null when off")
 
 
 class CheckResponse(BaseModel):

@@ -14,6 +14,8 @@ from sandboxd.azr.texts import TextRejected, check_arguments, check_imports, che
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
+from sandboxd.watchdog.decision import Decision, DecisionKind
+from sandboxd.watchdog.wiring import report
 
 AZR_TRUNCATE_CHARS = 400
 
@@ -35,6 +37,28 @@ def _rejected(reason: Reason, detail: str | None, count: int, spent: Usage | Non
         detail=detail,
         usage=spent or Usage(),
     )
+
+
+def screened_text(imports: list[str] | str, text: str) -> str:
+    """What the static watchdog reads: the import lines (they run in the same process), then ``text``.
+
+    Finding line numbers count the import lines first. Unparseable imports are left out (the text
+    checks reject them anyway).
+    """
+    try:
+        lines = parse_import_list(imports)
+    except TextRejected:
+        lines = []
+    return "\n".join([*lines, text])
+
+
+def vetoed_detail(decision: Decision) -> str:
+    rules = sorted({finding.rule_id for finding in decision.vetoing})
+    return f"vetoed by the watchdog: {', '.join(rules)}"
+
+
+def is_veto(decision: Decision) -> bool:
+    return decision.decision == DecisionKind.VETO
 
 
 def prepare(task: ProposedTask, policy: SandboxPolicy) -> list[RunSpec] | ValidateResult:
@@ -128,7 +152,16 @@ def _pair_verdict(first: CallOutcome, second: CallOutcome, index: int) -> tuple[
 
 
 async def validate(service: Service, policy: SandboxPolicy, request: ValidateRequest) -> list[ValidateResult]:
-    prepared = [prepare(task, policy) for task in request.tasks]
+    decisions = [
+        service.screen(policy, screened_text(task.imports, task.program), "proposer", task.task_type)
+        for task in request.tasks
+    ]
+    prepared = [
+        _rejected(Reason.VETOED, vetoed_detail(decision), len(task.inputs))
+        if decision is not None and is_veto(decision)
+        else prepare(task, policy)
+        for task, decision in zip(request.tasks, decisions, strict=True)
+    ]
     specs = [spec for item in prepared if isinstance(item, list) for spec in item]
     results = await service.run(policy, specs) if specs else []
     final: list[ValidateResult] = []
@@ -139,4 +172,6 @@ async def validate(service: Service, policy: SandboxPolicy, request: ValidateReq
             continue
         final.append(judge(results[position : position + len(item)], len(task.inputs), request))
         position += len(item)
+    for result, decision in zip(final, decisions, strict=True):
+        result.watchdog = report(decision) if decision is not None else None
     return final
