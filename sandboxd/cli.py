@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from sandboxd import image  # stdlib-only, cheap to import
+from sandboxd.ledger.cli import register_ledger  # imports the ledger only in its handlers
 from sandboxd.watchdog.cli import register_policy  # imports pydantic/yaml only in its handlers
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -84,6 +85,7 @@ GROUPS: list[Callable[[Subparsers], None]] = [
     register_serve,
     register_image,
     register_policy,
+    register_ledger,
 ]
 
 
