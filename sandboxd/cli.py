@@ -37,8 +37,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"sandboxd: invalid settings: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    from sandboxd.logs import configure  # noqa: PLC0415 - imported lazily, see the module docstring
+
+    configure(logging.INFO)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="info", log_config=None
+    )
     return 0
 
 

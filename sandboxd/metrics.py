@@ -59,5 +59,18 @@ class Metrics:
             ["decision", "rule"],
             registry=r,
         )
+        self.http_requests = Counter(
+            "sandboxd_http_requests",
+            "HTTP requests by route template and status code.",
+            ["route", "code"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "sandboxd_http_request_duration_seconds",
+            "HTTP request duration by route template.",
+            ["route"],
+            buckets=_RUN_SECONDS,
+            registry=r,
+        )
         self.build = Info("sandboxd_build", "Build information.", registry=r)
         self.build.info({"version": __version__})

@@ -46,6 +46,7 @@ class PoolOptions(_Frozen):
     max_runs_per_container: int = Field(10_000, ge=1)
     max_parallel_runs: int = Field(1, ge=1, le=64)  # forked children running at once per container
     admission_timeout_seconds: float = Field(30.0, gt=0)  # wait this long for a free container
+    max_waiting_requests: int = Field(64, ge=0)  # more waiting requests than this: 503 at once (backpressure)
 
 
 class BatchOptions(_Frozen):

@@ -138,6 +138,12 @@ class Pool:
         """Wait for at least one warm sandbox, then take up to ``wanted`` of those warm now."""
         if self.closed:
             raise Unavailable(f"pool {self.name} is shutting down")
+        if not self.warm and self.waiters >= self.policy.pool.max_waiting_requests:
+            # Bounded admission queue: refuse at once rather than pile up memory and latency.
+            raise PoolExhausted(
+                f"pool {self.name}: {self.waiters} requests already wait for a sandbox "
+                f"(pool.max_waiting_requests={self.policy.pool.max_waiting_requests})"
+            )
         deadline = self.policy.pool.admission_timeout_seconds
         self.waiters += 1
         try:

@@ -195,3 +195,25 @@ def test_sandbox_death_mid_batch_is_retried_once(monkeypatch: pytest.MonkeyPatch
         await pool.close()
 
     run(body)
+
+
+def test_admission_queue_is_bounded() -> None:
+    """Once max_waiting_requests wait for a sandbox, the next request is refused at once."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        backend.fail_starts = True
+        pool = make_pool(backend, warm_containers=1, admission_timeout_seconds=5, max_waiting_requests=2)
+        await pool.start()
+        waiting = [asyncio.create_task(pool.lease(1)) for _ in range(2)]
+        await settle(lambda: pool.waiters == 2)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(PoolExhausted, match="max_waiting_requests"):
+            await pool.lease(1)
+        assert asyncio.get_running_loop().time() - started < 0.5
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await pool.close()
+
+    run(body)

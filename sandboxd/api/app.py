@@ -15,6 +15,7 @@ from sandboxd.settings import Settings
 
 from . import azr, errors, fusion, health, runs
 from .bodylimit import BodyLimitMiddleware
+from .observability import ObservabilityMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.state.service = service
     app.state.settings = settings
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware, metrics=service.metrics)  # outermost: sees every answer
     errors.install(app)
     app.include_router(health.router)
     app.include_router(runs.router)
