@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from sandboxd import image  # stdlib-only, cheap to import
+from sandboxd.auth.cli import register_token  # imports the tokens model only in its handlers
 from sandboxd.ledger.cli import register_ledger  # imports the ledger only in its handlers
 from sandboxd.watchdog.cli import register_policy  # imports pydantic/yaml only in its handlers
 
@@ -90,6 +91,7 @@ GROUPS: list[Callable[[Subparsers], None]] = [
     register_image,
     register_policy,
     register_ledger,
+    register_token,
 ]
 
 

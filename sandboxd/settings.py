@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     docker_threads: int = Field(8, ge=1, le=64)  # threads for blocking engine calls
     warm_pools: bool = True  # start pools at startup (tests may turn this off)
     allow_public_bind: bool = False
+    tokens_file: Path | None = None  # None: authentication disabled (docs/auth.md); production must set it
+    metrics_require_token: bool = False  # /metrics needs a token (any role) when authentication is on
 
     @model_validator(mode="after")
     def _safe(self) -> Settings:

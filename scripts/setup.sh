@@ -3,7 +3,9 @@
 #
 #   1. system packages: docker.io (engine and client), debootstrap, python3-venv; runsc (gVisor) if available
 #   2. a Docker engine: started in the background if none is running (log: /var/log/sandboxd-dockerd.log)
-#   3. later services: ensure_postgres and ensure_prometheus (placeholders, added by later issues)
+#   3. test services: PostgreSQL (ledger tests), Prometheus + promtool (scrape and alert-rule tests) and
+#      docker-compose (compose file validation), installed but not started: the tests start their own
+#      throwaway instances on loopback
 #   4. .venv with `pip install -e '.[dev]'`, redone only when pyproject.toml is newer than the stamp
 #   5. the runner image, built by `sandboxd image build` if it is missing
 #
@@ -93,9 +95,23 @@ ensure_dockerd() {
     exit 1
 }
 
-# --- 3. later services --------------------------------------------------------------------------------------
-# Later issues add ensure_postgres (ledger database) and ensure_prometheus (metrics scraping) here. Keep them
-# idempotent like the steps above, and call them from main below.
+# --- 3. test services ---------------------------------------------------------------------------------------
+# Binaries only. Tests start throwaway servers on loopback in temporary directories (tests/services.py);
+# nothing here runs as a system service. Skipped for `make run` (SANDBOXD_SETUP_TEST_SERVICES=0).
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+ensure_test_services() {
+    [ "${SANDBOXD_SETUP_TEST_SERVICES:-1}" = 1 ] || return 0
+    local missing=()
+    [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
+    have prometheus || missing+=(prometheus)
+    have promtool || missing+=(prometheus)
+    have docker-compose || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        # shellcheck disable=SC2207  # package names have no spaces
+        missing=($(printf '%s\n' "${missing[@]}" | sort -u))
+        apt_install --no-install-recommends "${missing[@]}"
+    fi
+}
 
 # --- 4. Python environment ----------------------------------------------------------------------------------
 ensure_venv() {
@@ -125,6 +141,7 @@ ensure_image() {
 main() {
     ensure_packages
     ensure_dockerd
+    ensure_test_services
     ensure_venv
     ensure_image
     log "ready"

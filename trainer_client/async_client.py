@@ -50,10 +50,17 @@ class AsyncSandboxClient(BaseClient):
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
+        token: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(
-            base_url, policy=policy, chunk_size=chunk_size, timeout=timeout, retry=retry, headers=headers
+            base_url,
+            policy=policy,
+            chunk_size=chunk_size,
+            timeout=timeout,
+            retry=retry,
+            headers=headers,
+            token=token,
         )
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")

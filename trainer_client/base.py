@@ -32,7 +32,7 @@ class BaseClient:
     ``base_url`` defaults to ``$SANDBOXD_URL``, then http://127.0.0.1:8080. ``policy`` is the default
     sandbox policy for every call (a method's ``policy=`` overrides it); None means the server's
     default. Lists longer than ``chunk_size`` are sent as several requests and the results are put
-    back together in order.
+    back together in order. ``token`` (default ``$SANDBOXD_TOKEN``) is sent as a bearer token.
     """
 
     def __init__(
@@ -44,6 +44,7 @@ class BaseClient:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -53,6 +54,9 @@ class BaseClient:
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.retry = retry or RetryPolicy()
         self.headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        token = token if token is not None else os.environ.get("SANDBOXD_TOKEN")
+        if token:
+            self.headers.setdefault("Authorization", f"Bearer {token}")
         self._rng = random.Random()  # noqa: S311 - jitter only
 
     def _policy(self, policy: str | None) -> str | None:

@@ -49,10 +49,17 @@ class SandboxClient(BaseClient):
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
+        token: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(
-            base_url, policy=policy, chunk_size=chunk_size, timeout=timeout, retry=retry, headers=headers
+            base_url,
+            policy=policy,
+            chunk_size=chunk_size,
+            timeout=timeout,
+            retry=retry,
+            headers=headers,
+            token=token,
         )
         self._http = httpx.Client(
             base_url=self.base_url, timeout=self.timeout, headers=self.headers, transport=transport

@@ -30,6 +30,14 @@ STATUS_BY_ERROR: tuple[tuple[type[SandboxdError], int, str], ...] = (
 )
 
 
+HTTP_ERROR_NAMES: dict[int, str] = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    429: "rate_limited",
+}
+
+
 def _problem(status: int, error: str, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
@@ -57,5 +65,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        error = "invalid_request" if exc.status_code == 400 else "http_error"
+        error = HTTP_ERROR_NAMES.get(exc.status_code, "http_error")
         return _problem(exc.status_code, error, exc.detail, dict(exc.headers or {}))

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .deps import ServiceDep
 
 router = APIRouter(tags=["health"])
+metrics_router = APIRouter(tags=["health"])  # separate: SANDBOXD_METRICS_REQUIRE_TOKEN may protect it
 
 
 @router.get("/healthz")
@@ -24,7 +25,7 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
 
-@router.get("/metrics")
+@metrics_router.get("/metrics")
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus exposition."""
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
