@@ -72,5 +72,26 @@ class Metrics:
             buckets=_RUN_SECONDS,
             registry=r,
         )
+        self.tripwire_events = Counter(
+            "sandboxd_tripwire_events", "Tripwires that fired, by rule.", ["rule"], registry=r
+        )
+        self.alignment_confidence = Gauge(
+            "sandboxd_alignment_confidence",
+            "The watchdog's alignment-confidence score, from 0 (none) to 1 (full).",
+            registry=r,
+        )
+        self.throttle_band = Gauge(
+            "sandboxd_throttle_band",
+            "The throttle's band: 0 open, 1 throttled, 2 paused, 3 halted.",
+            registry=r,
+        )
+        self.ledger_entries = Counter(
+            "sandboxd_ledger_entries", "Entries appended to the curriculum ledger, by kind.", ["kind"], registry=r
+        )
+        self.ledger_checkpoint_timestamp = Gauge(
+            "sandboxd_ledger_last_checkpoint_timestamp_seconds",
+            "Unix time of the ledger's latest signed checkpoint (0: none yet).",
+            registry=r,
+        )
         self.build = Info("sandboxd_build", "Build information.", registry=r)
         self.build.info({"version": __version__})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,14 @@ class Service:
         for rule in rules:
             self.metrics.watchdog_decisions.labels(decision=decision.decision.value, rule=rule).inc()
         return decision
+
+    async def record_event(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Append an operational event (a ``sandboxd.ledger.entry.Kind`` value) to the ledger.
+
+        The hook through which tripwires, throttle changes, policy changes and admin actions reach
+        the ledger; until the ledger is wired into the service it only logs.
+        """
+        log.info("event %s: %s", kind, dict(body))
 
     def readiness(self) -> dict[str, Any]:
         pools = {
