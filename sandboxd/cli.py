@@ -9,6 +9,7 @@ small module of its own, and append it to ``GROUPS``. Handlers import heavy depe
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import TypeAlias
 from sandboxd import image  # stdlib-only, cheap to import
 from sandboxd.auth.cli import register_token  # imports the tokens model only in its handlers
 from sandboxd.ledger.cli import register_ledger  # imports the ledger only in its handlers
+from sandboxd.scorecard.cli import register_scorecard  # imports the analysis stack only in its handler
 from sandboxd.watchdog.cli import register_policy  # imports pydantic/yaml only in its handlers
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -32,7 +34,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     # Flags go to the constructor, not to model_copy(update=...), so that the safety validators still run:
     # ``--host 0.0.0.0`` must be refused just like SANDBOXD_HOST=0.0.0.0 is.
-    overrides = {name: value for name in ("host", "port") if (value := getattr(args, name)) is not None}
+    overrides = {
+        name: value for name in ("host", "port", "workers") if (value := getattr(args, name)) is not None
+    }
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -41,6 +45,11 @@ def _serve(args: argparse.Namespace) -> int:
     from sandboxd.logs import configure  # noqa: PLC0415 - imported lazily, see the module docstring
 
     configure(logging.INFO)
+    from sandboxd.workers import serve_workers, sweep_stale  # noqa: PLC0415 - imported lazily, see the module docstring
+
+    if settings.workers > 1:
+        return serve_workers(settings)
+    asyncio.run(sweep_stale(settings))  # containers a multi-worker run left under per-worker labels
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level="info", log_config=None
     )
@@ -52,6 +61,9 @@ def register_serve(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("serve", help="run the HTTP API (settings come from SANDBOXD_* variables)")
     parser.add_argument("--host", help="address to bind (overrides SANDBOXD_HOST)")
     parser.add_argument("--port", type=int, help="port to bind (overrides SANDBOXD_PORT)")
+    parser.add_argument(
+        "--workers", type=int, help="worker processes, metrics merged over them (overrides SANDBOXD_WORKERS)"
+    )
     parser.set_defaults(handler=_serve)
 
 
@@ -92,6 +104,7 @@ GROUPS: list[Callable[[Subparsers], None]] = [
     register_policy,
     register_ledger,
     register_token,
+    register_scorecard,
 ]
 
 

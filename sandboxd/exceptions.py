@@ -9,7 +9,9 @@ Exception tree::
     ├── Unavailable               isolation cannot be provided right now (HTTP 503; fail closed)
     │   ├── BackendUnavailable    the container engine is down or refuses
     │   ├── ImageMissing          the runner image is not built
-    │   └── PoolExhausted         no warm sandbox within the admission deadline
+    │   ├── PoolExhausted         no warm sandbox within the admission deadline
+    │   ├── Throttled             the throttle refuses trainer work (paused, halted, stale, over rate)
+    │   └── LedgerUnavailable     the ledger cannot record durably, so nothing is acknowledged
     └── SandboxFault              a sandbox broke mid-run for a reason the program did not cause
 
 The API maps these to HTTP statuses in one table (``sandboxd.api.errors``).
@@ -56,3 +58,17 @@ class PoolExhausted(Unavailable):
 
 class SandboxFault(SandboxdError):
     """A sandbox died or spoke garbage for a reason outside the program's control."""
+
+
+class Throttled(Unavailable):
+    """The alignment-confidence throttle refuses the request (docs/safety.md)."""
+
+    def __init__(self, message: str, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class LedgerUnavailable(Unavailable):
+    """The ledger cannot append durably right now; the request fails closed (docs/ledger.md)."""
+
+    retry_after_seconds = 2.0

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from .exceptions import SandboxFault
 from .pool import Pool
 from .run import RunResult, RunSpec, fork_request, interpret
-from .sandbox import Sandbox, SandboxDied
+from .sandbox import Sandbox, SandboxDied, ZygoteDied
 from .verdict import Status
 
 log = logging.getLogger(__name__)
@@ -90,10 +90,10 @@ class Executor:
             except asyncio.QueueEmpty:
                 return
             spec = specs[index]
-            message, nonce = fork_request(spec, pool.policy, f"{request_id}-{index}")
+            request = fork_request(spec, pool.policy, f"{request_id}-{index}")
             timeout = spec.limits.wall_time_seconds * _PIPELINE_DEPTH + _RESULT_GRACE_SECONDS
             try:
-                response = await sandbox.run(message, timeout)
+                response = await sandbox.run(request.header, request.body, timeout)
             except SandboxDied as death:
                 pool.metrics.sandbox_deaths.labels(policy=pool.name).inc()
                 oom = death.exit_info is not None and death.exit_info.oom_killed
@@ -104,11 +104,23 @@ class Executor:
                     queue.put_nowait(index)
                     return
                 results[index] = RunResult(
-                    status=Status.MEMORY_LIMIT if oom else Status.INTERNAL_ERROR,
+                    status=Status.MEMORY_LIMIT if oom else Status.INFRASTRUCTURE_ERROR,
                     sandbox_id=sandbox.id,
-                    detail=str(death),
+                    detail=str(death) if oom else f"{death}; the run was lost twice, retry it",
                 )
                 return
+            except ZygoteDied as death:
+                # The sandbox lives on and respawns the zygote: retry once, wherever a worker is free.
+                if index not in retried:
+                    retried.add(index)
+                    queue.put_nowait(index)
+                    continue
+                results[index] = RunResult(
+                    status=Status.INFRASTRUCTURE_ERROR,
+                    sandbox_id=sandbox.id,
+                    detail=f"{death}; the run was lost twice, retry it",
+                )
+                continue
             except SandboxFault as fault:
                 log.error("run %s-%d: %s", request_id, index, fault)
                 results[index] = RunResult(
@@ -116,4 +128,4 @@ class Executor:
                 )
                 await sandbox.destroy()
                 return
-            results[index] = interpret(response, nonce, spec.limits, sandbox.id)
+            results[index] = interpret(response, request.nonce, spec.limits, sandbox.id)

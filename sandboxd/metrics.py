@@ -1,10 +1,14 @@
-"""Prometheus metric families. One :class:`Metrics` per app, on its own registry (no globals)."""
+"""Prometheus metric families. One :class:`Metrics` per app, on its own registry (no globals).
+
+Each gauge names how several uvicorn workers combine (``multiprocess_mode``, see
+:mod:`sandboxd.exposition`): per-worker amounts add up (``livesum``), states report the worst worker.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from . import __version__
+from .exposition import BuildInfo
 
 _RUN_SECONDS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -35,7 +39,11 @@ class Metrics:
             "sandboxd_batch_size", "Runs per request.", ["policy"], buckets=_BATCH_SIZES, registry=r
         )
         self.pool_containers = Gauge(
-            "sandboxd_pool_containers", "Sandbox containers by pool state.", ["policy", "state"], registry=r
+            "sandboxd_pool_containers",
+            "Sandbox containers by pool state.",
+            ["policy", "state"],
+            multiprocess_mode="livesum",  # every worker has its own pools
+            registry=r,
         )
         self.container_start = Histogram(
             "sandboxd_container_start_seconds",
@@ -78,11 +86,13 @@ class Metrics:
         self.alignment_confidence = Gauge(
             "sandboxd_alignment_confidence",
             "The watchdog's alignment-confidence score, from 0 (none) to 1 (full).",
+            multiprocess_mode="livemin",  # the least confident worker
             registry=r,
         )
         self.throttle_band = Gauge(
             "sandboxd_throttle_band",
-            "The throttle's band: 0 open, 1 throttled, 2 paused, 3 halted.",
+            "The throttle's band: 0 normal, 1 slow, 2 paused, 3 halted.",
+            multiprocess_mode="livemax",  # the most restrictive worker
             registry=r,
         )
         self.ledger_entries = Counter(
@@ -91,7 +101,7 @@ class Metrics:
         self.ledger_checkpoint_timestamp = Gauge(
             "sandboxd_ledger_last_checkpoint_timestamp_seconds",
             "Unix time of the ledger's latest signed checkpoint (0: none yet).",
+            multiprocess_mode="max",  # the newest checkpoint any worker signed
             registry=r,
         )
-        self.build = Info("sandboxd_build", "Build information.", registry=r)
-        self.build.info({"version": __version__})
+        r.register(BuildInfo())  # sandboxd_build_info; a collector, since Info has no multiprocess mode

@@ -87,6 +87,11 @@ class WatchdogOptions(_Frozen):
     enabled: bool = False
     packs_dir: Path | None = None  # None: the repository's policies/watchdog/; relative: to policies_dir
     packs: tuple[PolicyName, ...] = ()  # () = every pack that is enabled_by_default; else exactly these
+    # Induction hard-coding detector (docs/watchdog.md): an answer checked with a ``reference_program``
+    # is run with the reference on this many generated inputs, in the sandbox; 0 turns it off.
+    induction_samples: int = Field(20, ge=0, le=200)
+    induction_mode: Literal["enforce", "warn", "audit"] = "enforce"  # what a counterexample does
+    induction_budget_seconds: float = Field(5.0, gt=0, le=60)  # wall and CPU time of each detector run
 
 
 class SandboxPolicy(_Frozen):

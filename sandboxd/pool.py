@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .backends.base import Backend, SandboxSpec
-from .exceptions import PoolExhausted, SandboxdError, Unavailable
+from .exceptions import BackendUnavailable, PoolExhausted, SandboxdError, Unavailable
 from .metrics import Metrics
 from .policy import SandboxPolicy
 from .sandbox import Sandbox, SandboxState
@@ -48,6 +48,7 @@ class Pool:
         self.leased: set[Sandbox] = set()
         self.waiters = 0
         self.last_error: str | None = None
+        self.outage: str | None = None  # set by the service while the engine cannot isolate
         self.ever_warm = False
         self.closed = False
         self._changed = asyncio.Condition()
@@ -97,7 +98,8 @@ class Pool:
         sandbox: Sandbox | None = None
         started = self.clock()
         try:
-            handle = await self.backend.create(self.spec)
+            async with asyncio.timeout(self.policy.container.start_timeout_seconds):
+                handle = await self.backend.create(self.spec)
             sandbox = Sandbox(handle, self.name)
             sandbox.on_death = self._on_death
             await sandbox.configure(self.configure_message, self.policy.container.start_timeout_seconds)
@@ -134,10 +136,24 @@ class Pool:
     async def start(self) -> None:
         self._refill()
 
-    async def lease(self, wanted: int) -> list[Sandbox]:
-        """Wait for at least one warm sandbox, then take up to ``wanted`` of those warm now."""
+    async def set_outage(self, reason: str | None) -> None:
+        """Fail waiting and new leases at once while the engine is down; retry starts when it is back."""
+        if reason is None and self.outage is not None:
+            self._backoff = self._retry_at = 0.0
+        self.outage = reason
+        if reason is not None:
+            async with self._changed:
+                self._changed.notify_all()
+
+    def _check_open(self) -> None:
         if self.closed:
             raise Unavailable(f"pool {self.name} is shutting down")
+        if self.outage is not None:
+            raise BackendUnavailable(f"isolation unavailable: {self.outage}")
+
+    async def lease(self, wanted: int) -> list[Sandbox]:
+        """Wait for at least one warm sandbox, then take up to ``wanted`` of those warm now."""
+        self._check_open()
         if not self.warm and self.waiters >= self.policy.pool.max_waiting_requests:
             # Bounded admission queue: refuse at once rather than pile up memory and latency.
             raise PoolExhausted(
@@ -150,6 +166,7 @@ class Pool:
             async with asyncio.timeout(deadline):
                 async with self._changed:
                     while True:
+                        self._check_open()
                         self._drop_dead()
                         if self.warm:
                             break
@@ -211,6 +228,8 @@ class Pool:
 
     async def close(self) -> None:
         self.closed = True
+        async with self._changed:
+            self._changed.notify_all()  # waiting leases fail now (shutting down)
         boxes = list(self.warm) + list(self.leased)
         self.warm.clear()
         await asyncio.gather(*(box.destroy() for box in boxes), return_exceptions=True)

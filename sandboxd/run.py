@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,24 +39,38 @@ class RunResult:
     detail: str | None = None  # why, for statuses a client cannot infer (internal_error)
 
 
-def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str) -> tuple[dict[str, Any], str]:
-    """Build the fork-server ``run`` message; returns it with the run's fresh nonce."""
+@dataclass(frozen=True)
+class ForkRequest:
+    """A fork-server ``run``: a header of trusted fields, and a body of model text (job, stdin)."""
+
+    header: dict[str, Any]
+    body: bytes
+    nonce: str
+
+
+def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str) -> ForkRequest:
+    """Build the fork-server ``run`` message with the run's fresh nonce.
+
+    Model text goes only into the body, which the fork-server never decodes (runner/protocol.py).
+    """
     nonce = secrets.token_hex(16)
+    job = json.dumps(spec.job, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    stdin = spec.stdin.encode("utf-8", "surrogatepass")
     message: dict[str, Any] = {
         "op": "run",
         "id": run_id,
         "nonce": nonce,
-        "job": spec.job,
-        "stdin": spec.stdin,
         "limits": spec.limits.model_dump(),
         "encoder": policy.encoder.model_dump(),
         "frame_bytes": policy.encoder.max_text_bytes + 65536,
+        "job_bytes": len(job),
+        "stdin_bytes": len(stdin),
     }
     if spec.job.get("hash_seed") is not None:
         message["zygote"] = f"seed:{int(spec.job['hash_seed'])}"
     elif needs_heavy_zygote(spec.job, policy.heavy_modules):
         message["zygote"] = "heavy"
-    return message, nonce
+    return ForkRequest(message, job + stdin, nonce)
 
 
 def needs_heavy_zygote(job: dict[str, Any], heavy_modules: tuple[str, ...]) -> bool:
@@ -67,13 +81,16 @@ def needs_heavy_zygote(job: dict[str, Any], heavy_modules: tuple[str, ...]) -> b
     return any(name in text for text in texts for name in heavy_modules)
 
 
-def _text(data: str) -> str:
-    return base64.b64decode(data).decode("utf-8", "replace")
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "replace")
 
 
 def interpret(response: dict[str, Any], nonce: str, limits: Limits, sandbox_id: str) -> RunResult:
-    """Turn the fork-server's report into a result. Pure: no I/O, no model text evaluated."""
-    frame = parse_frame(base64.b64decode(response.get("frame") or ""), nonce)
+    """Turn the fork-server's report into a result. Pure: no I/O, no model text evaluated.
+
+    ``stdout``, ``stderr`` and ``frame`` are the raw sections of the result's body.
+    """
+    frame = parse_frame(bytes(response.get("frame") or b""), nonce)
     end = Termination(
         exit_code=response.get("exit_code"),
         signal=response.get("signal"),
@@ -85,8 +102,8 @@ def interpret(response: dict[str, Any], nonce: str, limits: Limits, sandbox_id: 
         status=classify(end, frame),
         exit_code=end.exit_code,
         signal=end.signal,
-        stdout=_text(response.get("stdout") or ""),
-        stderr=_text(response.get("stderr") or ""),
+        stdout=_text(response.get("stdout")),
+        stderr=_text(response.get("stderr")),
         stdout_truncated=bool(response.get("stdout_truncated")),
         stderr_truncated=bool(response.get("stderr_truncated")),
         wall_time_seconds=float(response.get("wall_time_seconds", 0.0)),

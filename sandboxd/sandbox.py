@@ -12,7 +12,14 @@ from typing import Any
 
 from .backends.base import SandboxExit, SandboxHandle
 from .exceptions import SandboxFault
-from .runner.protocol import MessageReader, ProtocolError, encode_message
+from .runner.protocol import (
+    RESULT_SECTIONS,
+    Message,
+    MessageReader,
+    ProtocolError,
+    encode_message,
+    split_sections,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,17 @@ class SandboxDied(SandboxFault):
         self.exit_info = exit_info
         oom = " (memory cgroup OOM kill)" if exit_info and exit_info.oom_killed else ""
         super().__init__(f"sandbox {sandbox_id} died{oom}")
+
+
+class ZygoteDied(SandboxFault):
+    """A zygote (a second fork-server inside the container) died under a run; PID 1 lives on.
+
+    No program can kill a zygote (``kill`` is not in the child allowlist), so this is an outside
+    kill or the container's OOM killer: the run is retried, and the zygote is respawned on next use.
+    """
+
+
+_ZYGOTE_DEATH = "zygote died"  # the message the fork-server sends for each run a dead zygote held
 
 
 class Sandbox:
@@ -79,8 +97,8 @@ class Sandbox:
             raise self._death or SandboxFault(f"sandbox {self.id} closed")
         return message
 
-    async def run(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send one ``run`` and wait for its ``result``."""
+    async def run(self, message: dict[str, Any], body: bytes, timeout: float) -> dict[str, Any]:
+        """Send one ``run`` and wait for its ``result``: the header, plus its body's sections as bytes."""
         if self._death is not None:
             raise self._death
         run_id = f"{message['id']}.{next(self._ids)}"
@@ -88,7 +106,7 @@ class Sandbox:
         self._pending[run_id] = future
         self.runs_served += 1
         try:
-            await self.handle.send(encode_message({**message, "id": run_id}))
+            await self.handle.send(encode_message({**message, "id": run_id}, body))
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError as exc:
@@ -120,16 +138,19 @@ class Sandbox:
         if self.on_death is not None:
             self.on_death(self)
 
-    def _route(self, message: dict[str, Any]) -> None:
+    def _route(self, received: Message) -> None:
+        message = received.header
         op = message.get("op")
         future = self._pending.get(str(message.get("id")))
         if op in ("result", "error") and future is not None:
             if future.done():
                 return
             if op == "result":
-                future.set_result(message)
+                future.set_result({**message, **split_sections(received, RESULT_SECTIONS)})
             else:
-                future.set_exception(SandboxFault(f"sandbox {self.id}: {message.get('message')}"))
+                text = str(message.get("message"))
+                fault = ZygoteDied if text.endswith(_ZYGOTE_DEATH) else SandboxFault
+                future.set_exception(fault(f"sandbox {self.id}: {text}"))
         elif op != "result":
             self._control.put_nowait(message)
 

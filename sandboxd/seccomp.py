@@ -9,6 +9,7 @@ applied to each child before model code runs; it kills on any other syscall.
 from __future__ import annotations
 
 import json
+import socket
 
 from .policy import SandboxPolicy
 
@@ -80,6 +81,15 @@ def container_profile(policy: SandboxPolicy) -> str:
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": 1,
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
-        "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}],
+        "syscalls": [
+            {"names": names, "action": "SCMP_ACT_ALLOW"},
+            # The fork-server's channel to the daemon (backends/channel.py): unix sockets only.
+            {
+                "names": ["socket"],
+                "action": "SCMP_ACT_ALLOW",
+                "args": [{"index": 0, "value": socket.AF_UNIX, "op": "SCMP_CMP_EQ"}],
+            },
+            {"names": ["connect"], "action": "SCMP_ACT_ALLOW"},
+        ],
     }
     return json.dumps(profile, separators=(",", ":"), sort_keys=True)

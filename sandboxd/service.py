@@ -17,6 +17,9 @@ from .backends import load_backend
 from .backends.base import Backend, SandboxSpec
 from .exceptions import SandboxdError, Unavailable, UnknownPolicy
 from .executor import Executor
+from .ledger.config import LedgerConfig
+from .ledger.entry import Kind
+from .ledger.recorder import Recorder
 from .metrics import Metrics
 from .policy import SandboxPolicy, load_policies
 from .pool import Pool
@@ -25,14 +28,17 @@ from .seccomp import container_profile
 from .settings import Settings
 from .watchdog.checker import check_source
 from .watchdog.criteria import Pack
-from .watchdog.decision import Decision
+from .watchdog.decision import Decision, DecisionKind
+from .watchdog.outcome import outcome_of
+from .watchdog.postexec import check_outcome, has_post_checks
 from .watchdog.rules import Role
+from .watchdog.sentinel import Sentinel
 from .watchdog.wiring import select_packs
 
 log = logging.getLogger(__name__)
 MANAGED_LABEL = "sandboxd.managed"
 INSTANCE_LABEL = "sandboxd.instance"
-_CHECK_INTERVAL_SECONDS = 5.0
+_FAST_CHECK_SECONDS = 1.0  # probe period while isolation is down or a pool cannot start sandboxes
 
 
 def image_for(policy: SandboxPolicy, settings: Settings) -> str:
@@ -107,29 +113,34 @@ class Service:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.ledger = Recorder(LedgerConfig.from_settings(settings), self.metrics)
         self.policies: dict[str, SandboxPolicy] = load_policies(settings.policies_dir)
         if settings.default_policy not in self.policies:
             raise SandboxdError(
                 f"default policy {settings.default_policy!r} is not in {settings.policies_dir}"
             )
         self.watchdog_packs = load_watchdog_packs(self.policies, settings.policies_dir)
+        self.sentinel = Sentinel.from_settings(settings, self.metrics, self.record_event)  # docs/safety.md
         self.backend = backend or load_backend(settings)
         self.pools: dict[str, Pool] = {}
         self.executor = Executor(self.pools)
         self.unavailable: str | None = "starting"
+        self.draining = False  # SIGTERM: no new work is admitted (sandboxd.api.drain)
         self._watch: asyncio.Task[None] | None = None
+        self._probe: asyncio.Future[None] | None = None
 
     @property
     def labels(self) -> dict[str, str]:
         return {MANAGED_LABEL: "1", INSTANCE_LABEL: self.settings.instance}
 
     async def start(self) -> None:
+        await self.ledger.start()
         for policy in self.policies.values():
             log.info("effective policy %s: %s", policy.name, policy.model_dump_json())
             self.pools[policy.name] = Pool(
                 policy,
                 backend=self.backend,
-                spec=sandbox_spec(policy, self.settings),
+                spec=self.sentinel.plant(sandbox_spec(policy, self.settings)),
                 configure=configure_message(policy),
                 metrics=self.metrics,
             )
@@ -144,25 +155,49 @@ class Service:
                 for pool in self.pools.values():
                     await pool.start()
         self._watch = asyncio.create_task(self._watch_engine())
+        await self.sentinel.start()
 
     async def check(self) -> None:
-        """Fail closed: record why isolation is unavailable, or clear the reason."""
+        """Fail closed: record why isolation is unavailable, or clear the reason.
+
+        Bounded by ``engine_probe_timeout_seconds``: a hung engine is an unavailable one. A probe
+        still stuck in the engine is awaited again rather than piled up behind.
+        """
         images = {pool.spec.image for pool in self.pools.values()}
         runtimes = {pool.spec.runtime for pool in self.pools.values()}
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(self.backend.check(images, runtimes))
+            self._probe.add_done_callback(lambda done: done.cancelled() or done.exception())
+        timeout = self.settings.engine_probe_timeout_seconds
+        reason: str | None = None
         try:
-            await self.backend.check(images, runtimes)
+            await asyncio.wait_for(asyncio.shield(self._probe), timeout)
+        except TimeoutError:
+            reason = f"docker engine unresponsive: no answer within {timeout:g}s"
         except Unavailable as exc:
-            if self.unavailable != str(exc):
-                log.error("refusing to run code: %s", exc)
-            self.unavailable = str(exc)
+            reason = str(exc)
+        if reason is not None:
+            if self.unavailable != reason:
+                log.error("refusing to run code: %s", reason)
+            self.unavailable = reason
         else:
             if self.unavailable is not None and self.unavailable != "starting":
                 log.info("isolation available again")
             self.unavailable = None
+        for pool in self.pools.values():
+            await pool.set_outage(self.unavailable)
 
     async def _watch_engine(self) -> None:
+        """Probe the engine every ``engine_check_interval_seconds``, every second while something is
+        wrong; restart the pools when isolation comes back."""
+        last = asyncio.get_running_loop().time()
         while True:
-            await asyncio.sleep(_CHECK_INTERVAL_SECONDS)
+            await asyncio.sleep(min(_FAST_CHECK_SECONDS, self.settings.engine_check_interval_seconds))
+            troubled = self.unavailable is not None or any(p.last_error for p in self.pools.values())
+            now = asyncio.get_running_loop().time()
+            if not troubled and now - last < self.settings.engine_check_interval_seconds:
+                continue
+            last = now
             was = self.unavailable
             await self.check()
             if was is not None and self.unavailable is None and self.settings.warm_pools:
@@ -184,38 +219,80 @@ class Service:
         if packs is None:
             return None
         decision = check_source(source, packs, role, task_type)
+        self.sentinel.observe_decision(decision)
         rules = sorted({finding.rule_id for finding in decision.findings}) or ["none"]
         for rule in rules:
             self.metrics.watchdog_decisions.labels(decision=decision.decision.value, rule=rule).inc()
         return decision
 
+    def after_run(self, policy: SandboxPolicy, found: Decision | None) -> None:
+        """Count a post-execution or semantic decision (DESIGN.md §4 step 6) that has findings.
+
+        A clean one is not counted (the static decision already counted the item); a veto also feeds the
+        alignment-confidence window, as a static veto does.
+        """
+        if found is None or not found.findings:
+            return
+        if found.decision is DecisionKind.VETO:
+            self.sentinel.observe_decision(found)
+        for rule in sorted({finding.rule_id for finding in found.findings}):
+            self.metrics.watchdog_decisions.labels(decision=found.decision.value, rule=rule).inc()
+
+    def screen_outcome(
+        self, policy: SandboxPolicy, result: RunResult, role: Role, task_type: str | None, source: str
+    ) -> Decision | None:
+        """The post-execution checks' decision on a finished run; None when the watchdog is off."""
+        packs = self.watchdog_packs.get(policy.name)
+        if packs is None or not has_post_checks(packs):
+            return None
+        found = check_outcome(outcome_of(result), packs, role, task_type, source)
+        self.after_run(policy, found)
+        return found
+
     async def record_event(self, kind: str, body: Mapping[str, Any]) -> None:
-        """Append an operational event (a ``sandboxd.ledger.entry.Kind`` value) to the ledger.
+        """Append an operational event (a ``sandboxd.ledger.entry.Kind`` value) to the ledger, durably.
 
         The hook through which tripwires, throttle changes, policy changes and admin actions reach
-        the ledger; until the ledger is wired into the service it only logs.
+        the ledger. Raises ``LedgerUnavailable`` (HTTP 503) when it cannot be recorded, and
+        ``ValueError`` for an unknown kind or a body that is not JSON.
         """
         log.info("event %s: %s", kind, dict(body))
+        await self.ledger.append([(Kind(kind), dict(body))])
 
     def readiness(self) -> dict[str, Any]:
         pools = {
             name: {"warm": len(pool.warm), "ready": pool.ready, "last_error": pool.last_error}
             for name, pool in self.pools.items()
         }
-        ready = self.unavailable is None and all(p["ready"] for p in pools.values())
-        return {"ready": ready, "reason": self.unavailable, "pools": pools}
+        reason = "shutting down" if self.draining else self.unavailable or self.ledger.problem
+        ready = reason is None and all(p["ready"] for p in pools.values())
+        return {"ready": ready, "reason": reason, "pools": pools}
 
     async def run(self, policy: SandboxPolicy, specs: Sequence[RunSpec]) -> list[RunResult]:
         if self.unavailable is not None:
             raise Unavailable(f"isolation unavailable: {self.unavailable}")
-        return await self.executor.run_batch(policy.name, specs)
+        results = await self.executor.run_batch(policy.name, specs)
+        await self.sentinel.observe_runs(policy.name, results)  # honeytokens, violation rate
+        return results
+
+    async def close_pools(self) -> None:
+        """Destroy every sandbox, bounded in time; runs still in flight end with 503 (shutting down)."""
+        closing = asyncio.gather(*(pool.close() for pool in self.pools.values()), return_exceptions=True)
+        try:
+            await asyncio.wait_for(closing, self.settings.engine_call_timeout_seconds)
+        except TimeoutError:
+            log.warning("pools did not close in time; leftovers are removed at the next start")
 
     async def stop(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
-        await asyncio.gather(*(pool.close() for pool in self.pools.values()), return_exceptions=True)
+        await self.sentinel.stop()
+        await self.close_pools()
         try:
-            await self.backend.remove_labelled(self.labels)
-        except SandboxdError as exc:
-            log.warning("could not sweep containers at shutdown: %s", exc)
+            await asyncio.wait_for(
+                self.backend.remove_labelled(self.labels), self.settings.engine_call_timeout_seconds
+            )
+        except (SandboxdError, TimeoutError) as exc:
+            log.warning("could not sweep containers at shutdown (removed at the next start): %s", exc)
         await self.backend.aclose()
+        await self.ledger.stop()

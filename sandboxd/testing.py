@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import socket
@@ -16,10 +15,20 @@ import httpx
 import uvicorn
 
 from sandboxd.api.app import create_app
-from sandboxd.backends.base import SandboxExit, SandboxSpec
+from sandboxd.backends.base import Backend, SandboxExit, SandboxSpec
 from sandboxd.exceptions import BackendUnavailable
-from sandboxd.runner.protocol import HEADER, MessageReader, encode_message
+from sandboxd.runner.protocol import (
+    HEADER,
+    RESULT_SECTIONS,
+    RUN_SECTIONS,
+    MessageReader,
+    encode_message,
+    split_sections,
+)
 from sandboxd.settings import Settings
+from sandboxd.watchdog.plugintest import load_plugin as load_plugin  # noqa: PLC0414 - explicit re-export for plugin authors (mypy strict)
+from sandboxd.watchdog.plugintest import plugin_pack as plugin_pack  # noqa: PLC0414 - explicit re-export
+from sandboxd.watchdog.plugintest import run_check as run_check  # noqa: PLC0414 - explicit re-export
 
 
 def free_port() -> int:
@@ -31,16 +40,20 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(
-    settings: Settings, *, ready_timeout: float = 120.0, wait_ready: bool = True
+    settings: Settings,
+    *,
+    ready_timeout: float = 120.0,
+    wait_ready: bool = True,
+    backend: Backend | None = None,
 ) -> Iterator[str]:
-    """Serve ``create_app(settings)`` with uvicorn on 127.0.0.1 and yield its base URL.
+    """Serve ``create_app(settings, backend=backend)`` with uvicorn on 127.0.0.1 and yield its base URL.
 
     Waits until ``/readyz`` answers 200 (every pool warm) unless ``wait_ready`` is False.
     The server, its pools and its containers are shut down on exit.
     """
     port = settings.port if settings.port != 8080 else free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings, backend=backend), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="sandboxd-test-server", daemon=True)
@@ -84,14 +97,28 @@ class FakeHandle:
     async def send(self, data: bytes) -> None:
         if self.destroyed:
             raise BackendUnavailable("fake sandbox destroyed")
-        for message in self._reader.feed(data):
+        for received in self._reader.feed(data):
+            message = received.header
+            if message["op"] == "run":  # decoded for tests' convenience, as the child would
+                sections = split_sections(received, RUN_SECTIONS)
+                message = {
+                    **message,
+                    "job": json.loads(sections["job"]),
+                    "stdin": sections["stdin"].decode("utf-8", "surrogatepass"),
+                }
             self.backend.received.append(message)
             if message["op"] == "configure":
                 self._outbox.put_nowait(encode_message({"op": "configured", "pid": 1, "preload_failed": []}))
             elif message["op"] == "run":
-                self._outbox.put_nowait(encode_message(self._result(message)))
+                reply = self._result(message)
+                parts = [bytes(reply.pop(name, b"")) for name in RESULT_SECTIONS]
+                sizes = {
+                    f"{name}_bytes": len(part) for name, part in zip(RESULT_SECTIONS, parts, strict=True)
+                }
+                self._outbox.put_nowait(encode_message({**reply, **sizes}, b"".join(parts)))
 
     def _result(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The fork-server's answer: a header whose ``stdout``/``stderr``/``frame`` are the body's bytes."""
         body = json.dumps(
             {
                 "v": 1,
@@ -112,9 +139,9 @@ class FakeHandle:
             "wall_time_seconds": 0.001,
             "cpu_time_seconds": 0.001,
             "peak_memory_kib": 1024,
-            "stdout": "",
-            "stderr": "",
-            "frame": base64.b64encode(frame).decode(),
+            "stdout": b"",
+            "stderr": b"",
+            "frame": frame,
         }
 
     def crash(self) -> None:

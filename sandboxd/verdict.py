@@ -10,7 +10,8 @@ from .frame import ResultFrame
 
 
 class Status(enum.StrEnum):
-    """The status of one run. Only sandboxd bugs produce ``internal_error``."""
+    """The status of one run. Only sandboxd bugs produce ``internal_error``; lost sandboxes produce
+    ``infrastructure_error`` (docs/operations-faults.md)."""
 
     OK = "ok"  # exited normally with a valid result frame
     RUNTIME_ERROR = "runtime_error"  # raised, exited non-zero, crashed, or sent no valid frame
@@ -19,6 +20,9 @@ class Status(enum.StrEnum):
     OUTPUT_LIMIT = "output_limit"  # stdout, stderr or the result frame passed its cap
     SANDBOX_VIOLATION = "sandbox_violation"  # a syscall outside the allowlist (SIGSYS)
     INTERNAL_ERROR = "internal_error"  # a bug in sandboxd; never caused by a program
+    # The sandbox was lost under the run twice (killed from outside, engine restart, fork-server
+    # crash): neither the program's fault nor a sandboxd bug. Retry the run; never score it.
+    INFRASTRUCTURE_ERROR = "infrastructure_error"
     VETOED = "vetoed"  # reserved for the watchdog
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from postgres_server import PostgresServer
 
 from sandboxd.image import runner_image_tag
 from sandboxd.settings import BUILTIN_POLICIES, Settings
@@ -49,6 +51,27 @@ def runsc_problem() -> str | None:
 RUNSC_PROBLEM = runsc_problem()
 RUNSC = RUNSC_PROBLEM is None
 needs_runsc = pytest.mark.skipif(not RUNSC, reason=RUNSC_PROBLEM or "")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ledger_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every app the tests create keeps its ledger and key in a temp dir, never in the checkout's var/."""
+    directory = tmp_path_factory.mktemp("data")
+    saved = os.environ.get("SANDBOXD_DATA_DIR")
+    os.environ["SANDBOXD_DATA_DIR"] = str(directory)
+    yield directory
+    if saved is None:
+        os.environ.pop("SANDBOXD_DATA_DIR", None)
+    else:
+        os.environ["SANDBOXD_DATA_DIR"] = saved
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (tests/postgres_server.py); ``.database()`` per test."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

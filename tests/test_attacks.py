@@ -24,6 +24,7 @@ import httpx
 import pytest
 from attack_programs import (
     CANARY,
+    DEEP_MEMORY_SCAN,
     EXCEPTION_WITH_HOSTILE_STR,
     FORGED_FRAME_THEN_RETURN,
     FORGED_FRAMES,
@@ -718,19 +719,97 @@ def test_concurrent_attacks_all_get_verdicts(client: httpx.Client) -> None:
     assert post_run(client, "print('still here')", "default")["stdout"] == "still here\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: the fork-server keeps earlier requests' code and stdin in its heap, and every "
-    "child inherits that heap; under container-reusing policies a program can read them",
-)
-def test_reused_container_does_not_leak_an_earlier_requests_input(client: httpx.Client) -> None:
-    """A program cannot read an earlier request's stdin out of the reused fork-server's memory."""
-    marker = f"MARKER-{uuid.uuid4().hex[:16]}"
-    earlier = post_run(client, "import sys\nsys.stdin.read()", "reuse", stdin=marker)
-    scan = post_run(client, MEMORY_SCAN, "reuse", {"wall_time_seconds": 20})
-    assert scan["sandbox_id"] == earlier["sandbox_id"]
+def secret_program(markers: dict[str, str]) -> tuple[str, str]:
+    """A program whose text, stdin, stdout and stderr each carry their own marker; and its stdin.
+
+    stdout and stderr markers are spelled backwards in the code, so only the output holds them.
+    """
+    code = (
+        f"# {markers['code']}\n"
+        "import sys\n"
+        "sys.stdin.read()\n"
+        f"print({markers['stdout'][::-1]!r}[::-1])\n"
+        f"print({markers['stderr'][::-1]!r}[::-1], file=sys.stderr)\n"
+    )
+    return code, markers["stdin"]
+
+
+def new_markers(*channels: str) -> dict[str, str]:
+    return {channel: f"MARKER-{uuid.uuid4().hex[:16]}" for channel in channels}
+
+
+def assert_no_remnants(scan: dict[str, Any], markers: dict[str, str]) -> None:
     assert scan["status"] == "ok", describe(scan)
-    assert marker not in scan["stdout"]
+    leaked = sorted(channel for channel, marker in markers.items() if marker in scan["stdout"])
+    assert not leaked, f"an earlier run's {leaked} readable in a later run: {scan['stdout'][-500:]}"
+
+
+SCAN_LIMITS = {"wall_time_seconds": 30, "cpu_time_seconds": 30}
+SCANS = [
+    pytest.param("", MEMORY_SCAN, id="objects-scan"),
+    pytest.param("", DEEP_MEMORY_SCAN, id="deep-scan"),
+    # numpy programs are forked from the heavy zygote: its memory must be as clean as PID 1's
+    pytest.param("import numpy\n", DEEP_MEMORY_SCAN, id="heavy-zygote-deep-scan"),
+]
+
+
+@pytest.mark.parametrize(("prefix", "scan_code"), SCANS)
+def test_reused_container_keeps_no_earlier_run_text(
+    client: httpx.Client, prefix: str, scan_code: str
+) -> None:
+    """A later request in the same container finds none of an earlier one's code, stdin, stdout or stderr."""
+    markers = new_markers("code", "stdin", "stdout", "stderr")
+    code, stdin = secret_program(markers)
+    earlier = post_run(client, prefix + code, "reuse", stdin=stdin)
+    assert earlier["stdout"] == markers["stdout"] + "\n", describe(earlier)
+    scan = post_run(client, prefix + scan_code, "reuse", SCAN_LIMITS)
+    assert scan["sandbox_id"] == earlier["sandbox_id"]
+    assert_no_remnants(scan, markers)
+    if scan_code is DEEP_MEMORY_SCAN:
+        assert scan["stdout"].startswith("True"), "the scan read almost nothing: it proves nothing"
+
+
+def assert_batch_siblings_clean(client: httpx.Client, policy: str, secrets: int, scans: int) -> None:
+    """Secret runs, then deep scans, in one batch: no scan finds a secret, and one shares a container."""
+    markers = new_markers("code", "stdin", "stdout", "stderr")
+    code, stdin = secret_program(markers)
+    scan = {"code": DEEP_MEMORY_SCAN, "limits": SCAN_LIMITS}
+    runs = [{"code": code, "stdin": stdin}] * secrets + [scan] * scans
+    response = client.post("/v1/runs/batch", json={"policy": policy, "runs": runs})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results[0]["stdout"] == markers["stdout"] + "\n", describe(results[0])
+    for scan in results[secrets:]:
+        assert_no_remnants(scan, markers)
+        assert scan["stdout"].startswith("True"), "the scan read almost nothing: it proves nothing"
+    shared = {r["sandbox_id"] for r in results[:secrets]} & {r["sandbox_id"] for r in results[secrets:]}
+    assert shared, "no scan ran in a container that had run a secret: the test proves nothing"
+
+
+def test_batch_sibling_finds_no_earlier_sibling_text(client: httpx.Client) -> None:
+    """Within one batch on one container, a later run finds none of an earlier run's text or output."""
+    assert_batch_siblings_clean(client, "reuse", secrets=2, scans=1)
+
+
+@needs_runsc
+@pytest.mark.usefixtures("gvisor")
+def test_gvisor_batch_sibling_finds_no_earlier_sibling_text(client: httpx.Client) -> None:
+    """Under gVisor (MADV_DONTFORK rather than WIPEONFORK) batch siblings find no earlier text either."""
+    assert_batch_siblings_clean(client, "gvisor", secrets=4, scans=4)
+
+
+def test_reused_container_keeps_no_earlier_verifier_values(client: httpx.Client) -> None:
+    """Values an AZR validation computed (the result frame) are not readable by a later run."""
+    markers = new_markers("program", "input", "output")
+    program = f"def f(x):\n    # {markers['program']}\n    return {markers['output'][::-1]!r}[::-1] + x[:0]"
+    task = {"task_type": "deduction", "program": program, "imports": [], "inputs": [repr(markers["input"])]}
+    before = post_run(client, "print(1)", "reuse")
+    response = client.post("/v1/azr/validate", json={"policy": "reuse", "tasks": [task]})
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["outputs"] == [repr(markers["output"])], response.text
+    scan = post_run(client, DEEP_MEMORY_SCAN, "reuse", SCAN_LIMITS)
+    assert scan["sandbox_id"] == before["sandbox_id"]
+    assert_no_remnants(scan, markers)
 
 
 def managed_containers(instance: str) -> list[tuple[str, str]]:

@@ -23,6 +23,21 @@ PROTECTED = ("/v1/runs", "/v1/runs/batch", "/v1/azr/validate", "/v1/azr/check", 
 OPEN = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 CALLERS = ("none", "bad", "trainer", "auditor", "admin")
 EXPECTED = {"none": 401, "bad": 401, "trainer": None, "auditor": 403, "admin": None}  # None: allowed
+AUDITED = (  # read-only audit endpoints (GET), Role.auditor
+    "/v1/ledger/entries",
+    "/v1/ledger/checkpoints",
+    "/v1/ledger/proof/inclusion",
+    "/v1/ledger/proof/consistency",
+    "/v1/watchdog/state",
+    "/v1/scorecards",
+    "/v1/scorecards/latest",
+    "/v1/scorecards/{scorecard_id}",
+    "/v1/scorecards/{scorecard_id}/html",
+)
+AUDITOR_EXPECTED = {"none": 401, "bad": 401, "trainer": 403, "auditor": None, "admin": None}
+TRAINER_GET = ("/v1/tripwires/sample",)  # trainer endpoints read with GET
+ADMINISTERED = ("/v1/admin/resume", "/v1/admin/policies/reload")  # mutating admin endpoints (POST)
+ADMIN_EXPECTED = {"none": 401, "bad": 401, "trainer": 403, "auditor": 403, "admin": None}
 
 
 def _tokens(tmp_path: Path, rate: float | None = None) -> tuple[Path, dict[str, str]]:
@@ -87,6 +102,40 @@ def test_protected_endpoint_by_caller(secured: tuple[object, dict[str, str]], pa
         assert response.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("path", AUDITED)
+def test_audit_endpoint_by_caller(secured: tuple[object, dict[str, str]], path: str, caller: str) -> None:
+    """Audit endpoints admit auditor and admin tokens; no or bad token gets 401, a trainer 403."""
+    app, plain = secured
+    response = asyncio.run(_send(app, "GET", path, _token_for(caller, plain)))
+    expected = AUDITOR_EXPECTED[caller]
+    if expected is None:
+        assert response.status_code not in (401, 403), response.text
+    else:
+        assert response.status_code == expected, response.text
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize(
+    ("method", "path", "table"),
+    [
+        *[pytest.param("GET", p, EXPECTED, id=p) for p in TRAINER_GET],
+        *[pytest.param("POST", p, ADMIN_EXPECTED, id=p) for p in ADMINISTERED],
+    ],
+)
+def test_safety_endpoint_by_caller(
+    secured: tuple[object, dict[str, str]], method: str, path: str, table: dict[str, int | None], caller: str
+) -> None:
+    """Tripwire sampling admits trainer and admin; resume and reload admit only admin."""
+    app, plain = secured
+    response = asyncio.run(_send(app, method, path, _token_for(caller, plain)))
+    expected = table[caller]
+    if expected is None:
+        assert response.status_code not in (401, 403), response.text
+    else:
+        assert response.status_code == expected, response.text
+
+
 @pytest.mark.parametrize("path", OPEN)
 def test_open_endpoints_need_no_token(secured: tuple[object, dict[str, str]], path: str) -> None:
     """Health, readiness, metrics and the API docs answer without a token."""
@@ -99,7 +148,7 @@ def test_every_route_is_protected_or_open(secured: tuple[object, dict[str, str]]
     """A new route cannot slip in without being listed as protected or open here."""
     app, _ = secured
     paths = {route.path for route in app.routes if isinstance(route, APIRoute)}  # type: ignore[attr-defined]
-    assert paths <= set(PROTECTED) | set(OPEN)
+    assert paths <= set(PROTECTED) | set(OPEN) | set(AUDITED) | set(TRAINER_GET) | set(ADMINISTERED)
 
 
 def test_auth_disabled_without_tokens_file(caplog: pytest.LogCaptureFixture) -> None:

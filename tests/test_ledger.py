@@ -1,24 +1,19 @@
-"""The tamper-evident ledger: RFC 6962 proofs, canonical entries, signed checkpoints, tamper detection, CLI."""
+"""The tamper-evident ledger: RFC 6962 proofs, canonical entries and signed checkpoints.
+
+Storage, tamper detection, durability and the CLI are in tests/test_ledger_store.py, on SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import base64
-import json
-import signal
-import sqlite3
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from sandboxd.cli import main
 from sandboxd.ledger import merkle
-from sandboxd.ledger.entry import Entry, EntryError, Kind, canonical_json
+from sandboxd.ledger.entry import Entry, EntryError, Kind
 from sandboxd.ledger.note import Checkpoint, NoteError, Signer, Verifier, key_id
-from sandboxd.ledger.sqlite import SqliteLedgerStore
-from sandboxd.ledger.verify import verify
+from sandboxd.ledger.query import facets
 
 SIZES = range(1, 21)
 LEAVES = [merkle.leaf_hash(b"leaf %d" % i) for i in range(20)]
@@ -171,230 +166,23 @@ def test_signed_note_round_trip_and_format(tmp_path: Path) -> None:
     assert Signer.from_file("example.org/log", tmp_path / "key").verifier == verifier  # the key is reused
 
 
-# --- the SQLite store and verify ------------------------------------------------------------------------
-
-N = 12
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Path:
-    """A ledger of 12 entries with checkpoints at sizes 5 and 12; returns the database path."""
-    db = tmp_path / "ledger.db"
-    store = SqliteLedgerStore(
-        db, origin="test/ledger", signer=Signer.from_file("test/ledger", tmp_path / "key")
-    )
-    kinds = list(Kind)
-    for i in range(N):
-        seq, _leaf = store.append(kinds[i % len(kinds)], {"i": i, "text": f"entry {i}"})
-        assert seq == i
-        if i == 4:
-            store.checkpoint()
-    store.checkpoint()
-    store.close()
-    return db
-
-
-def tamper(db: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
-    """Run SQL directly against the database, as an attacker with file access would."""
-    conn = sqlite3.connect(db)
-    with conn:
-        for sql, params in statements:
-            conn.execute(sql, params)
-    conn.close()
-
-
-def verify_db(db: Path) -> tuple[int | None, str, bool]:
-    """Open the database, verify it and return (first bad seq, reason, ok)."""
-    store = SqliteLedgerStore(db)
-    try:
-        report = verify(store)
-    finally:
-        store.close()
-    return report.first_bad_seq, report.reason, report.ok
-
-
-def forged(seq: int) -> tuple[int, bytes, bytes]:
-    """A well-formed entry an attacker might insert: a row with a correct leaf hash."""
-    data = Entry(seq, Kind.ADMIN_ACTION, "2026-01-01T00:00:00.000000Z", {"forged": True}).encode()
-    return seq, merkle.leaf_hash(data), data
-
-
-def test_untampered_ledger_verifies(ledger: Path) -> None:
-    """Entries and both checkpoints check out, and the store reopens at the right size."""
-    assert verify_db(ledger) == (None, "", True)
-    store = SqliteLedgerStore(ledger)
-    assert store.size() == N
-    assert [c.tree_size for c in store.checkpoints()] == [5, N]
-    store.close()
-
-
-def test_modified_body_is_named(ledger: Path) -> None:
-    """Editing an entry's bytes names that entry."""
-    tamper(ledger, ("UPDATE entries SET data = replace(data, 'entry 7', 'entry X') WHERE seq = 7", ()))
-    assert verify_db(ledger)[:1] == (7,)
-    assert "modified" in verify_db(ledger)[1]
-
-
-def test_modified_body_with_rewritten_leaf_hash_is_caught_by_checkpoint(ledger: Path) -> None:
-    """Rewriting the leaf hash too is caught by the signed checkpoint, which narrows it to 5..11."""
-    _, leaf, data = forged(7)
-    tamper(ledger, ("UPDATE entries SET data = ?, leaf_hash = ? WHERE seq = 7", (data, leaf)))
-    seq, reason, ok = verify_db(ledger)
-    assert (seq, ok) == (5, False)
-    assert "5..11" in reason
-
-
-def test_deleted_entry_is_named(ledger: Path) -> None:
-    """Deleting a row names the missing seq."""
-    tamper(ledger, ("DELETE FROM entries WHERE seq = 4", ()))
-    seq, reason, _ = verify_db(ledger)
-    assert seq == 4
-    assert "missing" in reason
-
-
-def test_truncated_tail_is_named(ledger: Path) -> None:
-    """Deleting the last row is caught by the checkpoint that covers it."""
-    tamper(ledger, ("DELETE FROM entries WHERE seq = ?", (N - 1,)))
-    seq, reason, _ = verify_db(ledger)
-    assert seq == N - 1
-    assert "missing" in reason
-
-
-def test_inserted_entry_with_shifted_seqs_is_named(ledger: Path) -> None:
-    """Inserting a forged entry at 6 and shifting later rows up names seq 6."""
-    shift = [(f"UPDATE entries SET seq = {s + 1} WHERE seq = {s}", ()) for s in range(N - 1, 5, -1)]
-    tamper(ledger, *shift, ("INSERT INTO entries VALUES (?, ?, ?)", forged(6)))
-    seq, reason, _ = verify_db(ledger)
-    assert seq == 6
-    assert "inserted" in reason
-
-
-def test_inserted_duplicate_is_named(ledger: Path) -> None:
-    """Appending a copy of entry 3 (duplicate seq inside the bytes) names the copy's position."""
-    tamper(ledger, ("INSERT INTO entries SELECT ?, leaf_hash, data FROM entries WHERE seq = 3", (N,)))
-    seq, reason, _ = verify_db(ledger)
-    assert seq == N
-    assert "copy of entry 3" in reason
-
-
-def test_reordered_entries_are_named(ledger: Path) -> None:
-    """Swapping the seqs of rows 3 and 8 names seq 3."""
-    tamper(
-        ledger,
-        ("UPDATE entries SET seq = -1 WHERE seq = 3", ()),
-        ("UPDATE entries SET seq = 3 WHERE seq = 8", ()),
-        ("UPDATE entries SET seq = 8 WHERE seq = -1", ()),
-    )
-    seq, reason, _ = verify_db(ledger)
-    assert seq == 3
-    assert "reordered" in reason
-
-
-def test_forged_checkpoint_fails(ledger: Path) -> None:
-    """A checkpoint whose note was edited fails its signature check."""
-    tamper(
-        ledger,
-        (
-            "UPDATE checkpoints SET note = replace(note, '\n12\n', '\n11\n'), tree_size = 11 WHERE tree_size = 12",
-            (),
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param({"status": "ok"}, ("ok", None, None, ""), id="run"),
+        pytest.param(
+            {"reason": "vetoed", "task_type": "deduction", "decision": {"decision": "veto", "findings": [
+                {"rule_id": "b.rule", "severity": "high", "mode": "enforce"},
+                {"rule_id": "a.rule", "severity": "low", "mode": "audit"},
+            ]}},
+            ("vetoed", "veto", "deduction", " a.rule b.rule "),
+            id="azr-vetoed",
         ),
-    )
-    seq, reason, ok = verify_db(ledger)
-    assert (seq, ok) == (None, False)
-    assert "bad signature" in reason
-
-
-# --- durability -----------------------------------------------------------------------------------------
-
-WRITER = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-    from sandboxd.ledger.entry import Kind
-    from sandboxd.ledger.note import Signer
-    from sandboxd.ledger.sqlite import SqliteLedgerStore
-
-    db, key = Path(sys.argv[1]), Path(sys.argv[2])
-    store = SqliteLedgerStore(db, origin="test/ledger", signer=Signer.from_file("test/ledger", key))
-    for i in range(1_000_000):
-        seq, _ = store.append(Kind.VERDICT, {"i": i, "pad": "x" * 200})
-        print(seq, flush=True)
-        if i % 25 == 24:
-            store.checkpoint()
-    """
+        pytest.param({"rule": "tripwire.x", "decision": None}, (None, None, None, " tripwire.x "), id="tripwire"),
+        pytest.param({"status": 3, "decision": "nonsense"}, (None, None, None, ""), id="wrong-types"),
+    ],
 )
-
-
-@pytest.mark.slow
-def test_sigkill_keeps_every_acknowledged_entry(tmp_path: Path) -> None:
-    """Entries acknowledged before a SIGKILL are all present after reopening, and the log verifies."""
-    db = tmp_path / "ledger.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(db), str(tmp_path / "key")], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    acknowledged = [int(proc.stdout.readline()) for _ in range(200)]
-    proc.send_signal(signal.SIGKILL)
-    acknowledged += [int(line) for line in proc.stdout.read().split()]
-    proc.stdout.close()
-    assert proc.wait() == -signal.SIGKILL
-    store = SqliteLedgerStore(db)
-    try:
-        present = {row.seq for row in store.entries()}
-        assert set(acknowledged) <= present
-        report = verify(store)
-    finally:
-        store.close()
-    assert report.ok, report.reason
-    assert report.checkpoints >= 7
-
-
-# --- CLI ------------------------------------------------------------------------------------------------
-
-
-def test_cli_verify_ok_and_bad(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``ledger verify`` exits 0 on a good log and 1 naming the first bad entry on a tampered one."""
-    key = ledger.parent / "key.pub"
-    assert main(["ledger", "verify", "--db", str(ledger), "--key", str(key)]) == 0
-    assert "ok: 12 entries, 2 checkpoints" in capsys.readouterr().out
-    tamper(ledger, ("DELETE FROM entries WHERE seq = 2", ()))
-    assert main(["ledger", "verify", "--db", str(ledger)]) == 1
-    assert "first bad entry 2:" in capsys.readouterr().err
-
-
-def test_cli_verify_rejects_another_key(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A pinned key that did not sign the checkpoints fails verification."""
-    other = Signer.from_file("test/ledger", ledger.parent / "other")
-    assert main(["ledger", "verify", "--db", str(ledger), "--key", str(ledger.parent / "other.pub")]) == 1
-    assert "no signature" in capsys.readouterr().err
-    assert other.verifier.public_key
-
-
-def test_cli_export_writes_canonical_jsonl(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``ledger export`` prints one canonical entry per line, in seq order."""
-    assert main(["ledger", "export", "--db", str(ledger)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert [json.loads(line)["seq"] for line in lines] == list(range(N))
-    assert all(canonical_json(json.loads(line)) == line.encode() for line in lines)
-
-
-def test_cli_proof_verifies(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``ledger proof`` prints an inclusion proof that verifies against the checkpointed root."""
-    assert main(["ledger", "proof", "--db", str(ledger), "--seq", "3", "--size", "5"]) == 0
-    proof = json.loads(capsys.readouterr().out)
-    store = SqliteLedgerStore(ledger)
-    checkpoint = store.checkpoints()[0]
-    store.close()
-    path = [base64.b64decode(h) for h in proof["audit_path"]]
-    leaf, root = base64.b64decode(proof["leaf_hash"]), base64.b64decode(proof["root_hash"])
-    assert (proof["tree_size"], root) == (5, checkpoint.root_hash)
-    assert merkle.verify_inclusion(3, 5, leaf, path, root)
-
-
-def test_cli_rejects_missing_db_and_bad_seq(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A missing database or an out-of-range seq exits 2 without creating anything."""
-    missing = ledger.parent / "nope.db"
-    assert main(["ledger", "export", "--db", str(missing)]) == 2
-    assert not missing.exists()
-    assert main(["ledger", "proof", "--db", str(ledger), "--seq", "12"]) == 2
-    assert "need" in capsys.readouterr().err
+def test_facets_are_derived_from_the_body(body: dict[str, object], expected: tuple[object, ...]) -> None:
+    """The query columns come from status/reason, the decision, the task type and the rule ids."""
+    found = facets(body)
+    assert (found.verdict, found.decision, found.task_type, found.rules) == expected

@@ -170,7 +170,7 @@ def test_start_failures_back_off_and_exhaust() -> None:
 
 
 def test_sandbox_death_mid_batch_is_retried_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run whose sandbox dies is retried once on a fresh sandbox; a second death is internal_error."""
+    """A run whose sandbox dies is retried once on a fresh sandbox; a second death is infrastructure_error."""
 
     original = FakeHandle._result
 
@@ -189,7 +189,7 @@ def test_sandbox_death_mid_batch_is_retried_once(monkeypatch: pytest.MonkeyPatch
         await settle(lambda: len(pool.warm) == 1)
         results = await Executor({"default": pool}).run_batch("default", specs(5))
         statuses = [r.status for r in results]
-        assert statuses[1] is Status.INTERNAL_ERROR
+        assert statuses[1] is Status.INFRASTRUCTURE_ERROR
         assert statuses.count(Status.OK) == 4
         assert len(backend.created) >= 3
         await pool.close()

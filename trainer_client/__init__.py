@@ -27,6 +27,7 @@ from .models import (
     ValidateResult,
 )
 from .retry import RetryPolicy
+from .tripwires import TripwireTask, mix_tripwires
 
 __all__ = [
     "Answer",
@@ -47,6 +48,8 @@ __all__ = [
     "SandboxTimeout",
     "SandboxUnavailable",
     "Status",
+    "TripwireTask",
     "Usage",
     "ValidateResult",
+    "mix_tripwires",
 ]

@@ -30,6 +30,7 @@ from .calls import (
 )
 from .models import CheckResult, Health, Readiness, RunResult, ValidateResult
 from .retry import RetryPolicy
+from .tripwires import TripwireTask, tripwires_call
 
 T = TypeVar("T")
 
@@ -111,6 +112,10 @@ class AsyncSandboxClient(BaseClient):
         """Readiness: isolation works and pools are warm (no retries; not ready is a result)."""
         [result] = await self._send(ready_call())
         return result
+
+    async def tripwires(self, count: int = 1) -> list[TripwireTask]:
+        """``count`` tripwire tasks to mix into a solver batch (see :mod:`trainer_client.tripwires`)."""
+        return await self._send(tripwires_call(count))
 
     async def _send_all(self, calls: list[Call[T]]) -> list[T]:
         if len(calls) == 1:

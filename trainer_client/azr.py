@@ -16,7 +16,7 @@ from typing import Any
 
 from .client import SandboxClient
 from .exceptions import SandboxServerError
-from .models import Answer, CheckResult, ProposedTask, Reason, TaskType, ValidateResult
+from .models import FAULT_REASONS, Answer, CheckResult, ProposedTask, Reason, TaskType, ValidateResult
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def status_of(result: ValidateResult) -> str:
 def _no_internal_errors(results: Sequence[CheckResult | ValidateResult]) -> None:
     """A result with reason ``internal_error`` is a sandboxd fault: raise it rather than score it."""
     for result in results:
-        if result.reason == Reason.INTERNAL_ERROR:
-            raise SandboxServerError(200, "internal_error", result.detail)
+        if result.reason in FAULT_REASONS:
+            raise SandboxServerError(200, result.reason, result.detail)
 
 
 class SandboxdExecutor:
@@ -243,7 +243,7 @@ class SandboxdExecutor:
         self, code: str, gold_output: str, answer: str, task_type: TaskType, imports: Iterable[Any] | None
     ) -> float | None:
         [result] = self._check_results(code, gold_output, [answer], task_type, imports)
-        if result.reason == Reason.INTERNAL_ERROR:
+        if result.reason in FAULT_REASONS:
             log.warning("sandboxd could not score a %s answer: %s", task_type, result.detail)
             return None
         return result.reward

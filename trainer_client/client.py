@@ -26,6 +26,7 @@ from .calls import (
 )
 from .models import CheckResult, Health, Readiness, RunResult, ValidateResult
 from .retry import RetryPolicy
+from .tripwires import TripwireTask, tripwires_call
 
 T = TypeVar("T")
 
@@ -105,6 +106,10 @@ class SandboxClient(BaseClient):
         """Readiness: isolation works and pools are warm (no retries; not ready is a result)."""
         [result] = self._send(ready_call())
         return result
+
+    def tripwires(self, count: int = 1) -> list[TripwireTask]:
+        """``count`` tripwire tasks to mix into a solver batch (see :mod:`trainer_client.tripwires`)."""
+        return self._send(tripwires_call(count))
 
     def _send_all(self, calls: list[Call[T]]) -> list[T]:
         results: list[T] = []

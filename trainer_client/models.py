@@ -26,6 +26,7 @@ class Status(enum.StrEnum):
     OUTPUT_LIMIT = "output_limit"
     SANDBOX_VIOLATION = "sandbox_violation"
     INTERNAL_ERROR = "internal_error"
+    INFRASTRUCTURE_ERROR = "infrastructure_error"  # the sandbox was lost twice: retry, never punish
     VETOED = "vetoed"
 
 
@@ -44,6 +45,11 @@ class Reason(enum.StrEnum):
     NONDETERMINISTIC = "nondeterministic"
     NON_CANONICAL_OUTPUT = "non_canonical_output"
     INTERNAL_ERROR = "internal_error"  # a sandboxd fault, not the program's: retry or skip, never punish
+    INFRASTRUCTURE_ERROR = "infrastructure_error"  # the sandbox was lost twice: like internal_error
+
+
+# Reasons that say nothing about the program: sandboxd could not score it. Retry or skip, never punish.
+FAULT_REASONS = frozenset({Reason.INTERNAL_ERROR, Reason.INFRASTRUCTURE_ERROR})
 
 
 class _Request(BaseModel):

@@ -22,7 +22,7 @@ from typing import Any
 # Absolute imports: verl loads a custom reward function from a file path, outside any package.
 from trainer_client.base import resolve_base_url
 from trainer_client.client import SandboxClient
-from trainer_client.models import Answer, CheckResult, Reason, TaskType
+from trainer_client.models import FAULT_REASONS, Answer, CheckResult, TaskType
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def score_completions(
     checked = client.check(requests, policy=policy) if requests else []
     results: list[CheckResult | None] = [None] * len(completions)
     for index, result in zip(wanted, checked, strict=True):
-        if result.reason == Reason.INTERNAL_ERROR:
+        if result.reason in FAULT_REASONS:
             log.warning("sandboxd could not score completion %d: %s", index, result.detail)
         results[index] = result
     return results

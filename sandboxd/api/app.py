@@ -13,13 +13,18 @@ from sandboxd.auth.keyring import Keyring
 from sandboxd.auth.roles import Role
 from sandboxd.auth.tokens import load_tokens
 from sandboxd.backends.base import Backend
+from sandboxd.reload import Reloader
+from sandboxd.scorecard.schedule import ScorecardScheduler
 from sandboxd.service import Service
 from sandboxd.settings import Settings
 
-from . import azr, errors, fusion, health, runs
+from . import admin, azr, errors, fusion, health, ledger, runs, scorecards, tripwires, watchdog
+from .admission import Admission, AdmissionMiddleware
 from .auth import require
 from .bodylimit import BodyLimitMiddleware
+from .drain import Drain
 from .observability import ObservabilityMiddleware
+from .throttling import admit
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +43,24 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     settings = settings or Settings()
     keyring = _keyring(settings)
     service = Service(settings, backend=backend)
+    admission = Admission(settings.max_inflight_requests, settings.max_inflight_body_bytes)
+    # Periodic scorecards (off unless SANDBOXD_SCORECARD_INTERVAL_SECONDS is set); their drift score
+    # feeds the throttle's confidence (docs/scorecards.md, docs/safety.md).
+    scorecards_schedule = ScorecardScheduler.from_settings(settings, on_drift=service.sentinel.observe_drift)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        drain = Drain(admission, service, settings.shutdown_grace_seconds)
+        drain.install()  # SIGTERM drains in-flight runs first (docs/operations-faults.md)
+        if scorecards_schedule is not None:
+            scorecards_schedule.start()
         try:
             yield
         finally:
+            drain.uninstall()
+            if scorecards_schedule is not None:
+                await scorecards_schedule.stop()
             await service.stop()
 
     app = FastAPI(
@@ -56,6 +72,10 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.state.service = service
     app.state.settings = settings
     app.state.keyring = keyring
+    app.state.admission = admission
+    app.state.reloader = Reloader(service)
+    app.state.scorecards_schedule = scorecards_schedule
+    app.add_middleware(AdmissionMiddleware, admission=admission)  # inside the body cap: 413 comes first
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics=service.metrics)  # outermost: sees every answer
     errors.install(app)
@@ -64,7 +84,13 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         health.metrics_router, dependencies=[require(None)] if settings.metrics_require_token else []
     )
     trainer = [require(Role.trainer)]
-    app.include_router(runs.router, dependencies=trainer)
-    app.include_router(azr.router, dependencies=trainer)
-    app.include_router(fusion.router, dependencies=trainer)
+    throttled = [*trainer, admit()]  # auth first, then the throttle (docs/safety.md)
+    app.include_router(runs.router, dependencies=throttled)
+    app.include_router(azr.router, dependencies=throttled)
+    app.include_router(fusion.router, dependencies=throttled)
+    app.include_router(tripwires.router, dependencies=trainer)
+    app.include_router(watchdog.router, dependencies=[require(Role.auditor)])
+    app.include_router(admin.router, dependencies=[require(Role.admin)])
+    app.include_router(ledger.router, dependencies=[require(Role.auditor)])
+    app.include_router(scorecards.router, dependencies=[require(Role.auditor)])
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from sandboxd.api import records
 from sandboxd.api.deps import ServiceDep
 from sandboxd.api.schemas import Problem
 from sandboxd.azr import check as checking
@@ -29,7 +30,11 @@ async def validate(body: ValidateRequest, service: ServiceDep) -> ValidateRespon
     """Validate proposed tasks: run f on each input twice in a fresh process; outputs as AZR records them."""
     policy = service.policy(body.policy)
     _cap(len(body.tasks), policy.azr.max_tasks, "tasks")
-    return ValidateResponse(results=await validation.validate(service, policy, body))
+    results = await validation.validate(service, policy, body)
+    await service.ledger.append(
+        [records.task_proposed(task, result, policy.name) for task, result in zip(body.tasks, results, strict=True)]
+    )
+    return ValidateResponse(results=results)
 
 
 @router.post("/check", responses=_ERRORS)
@@ -37,4 +42,9 @@ async def check(body: CheckRequest, service: ServiceDep) -> CheckResponse:
     """Check solver answers; values come from the sandbox, comparison happens here."""
     policy = service.policy(body.policy)
     _cap(len(body.answers), policy.azr.max_tasks, "answers")
-    return CheckResponse(results=await checking.check(service, policy, body))
+    results = await checking.check(service, policy, body)
+    await service.sentinel.observe_answers(body.answers, results)  # tripwire tasks, before anything can fail
+    await service.ledger.append(
+        [records.answer_checked(answer, result, policy.name) for answer, result in zip(body.answers, results, strict=True)]
+    )
+    return CheckResponse(results=results)

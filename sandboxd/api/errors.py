@@ -14,6 +14,7 @@ from sandboxd.exceptions import (
     RequestRejected,
     SandboxdError,
     SandboxFault,
+    Throttled,
     Unavailable,
     UnknownPolicy,
 )
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 STATUS_BY_ERROR: tuple[tuple[type[SandboxdError], int, str], ...] = (
     (UnknownPolicy, 422, "unknown_policy"),
     (RequestRejected, 422, "limit_exceeded"),
+    (Throttled, 503, "throttled"),
     (Unavailable, 503, "unavailable"),
     (SandboxFault, 500, "sandbox_fault"),
     (ConfigurationError, 500, "configuration_error"),

@@ -18,7 +18,9 @@ from sandboxd.limits import LimitsRequest
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult
 from sandboxd.verdict import Status
+from sandboxd.watchdog.decision import Decision, DecisionKind
 
+from . import records
 from .deps import ServiceDep
 from .fusion_schemas import (
     PYTHON_LANGUAGES,
@@ -28,7 +30,7 @@ from .fusion_schemas import (
     RunCodeResponse,
     RunStatus,
 )
-from .runs import to_spec
+from .runs import to_public, to_spec, vetoed_public
 from .schemas import Problem, RunSpecIn
 
 router = APIRouter(prefix="/run_code", tags=["sandboxfusion"])
@@ -81,9 +83,9 @@ def return_code(result: RunResult) -> int:
 
 def to_fusion(result: RunResult, notes: list[str]) -> RunCodeResponse:
     """Map one sandboxd result to SandboxFusion's response (the table in docs/sandboxfusion.md)."""
-    if result.status is Status.INTERNAL_ERROR:
+    if result.status in (Status.INTERNAL_ERROR, Status.INFRASTRUCTURE_ERROR):
         status, run_status, code = RunStatus.SANDBOX_ERROR, CommandRunStatus.ERROR, None
-        notes = [result.detail or "sandboxd internal error", *notes]
+        notes = [result.detail or f"sandboxd {result.status.value}", *notes]
     elif result.status is Status.TIMEOUT:
         status, run_status, code = RunStatus.FAILED, CommandRunStatus.TIME_LIMIT_EXCEEDED, None
     else:
@@ -102,6 +104,19 @@ def to_fusion(result: RunResult, notes: list[str]) -> RunCodeResponse:
         ),
         executor_pod_name=result.sandbox_id or None,
         sandboxd_status=result.status.value,
+    )
+
+
+def vetoed_fusion(decision: Decision, notes: list[str]) -> RunCodeResponse:
+    """A program the static watchdog vetoed: ``Failed``, never run, ``sandboxd_status`` ``vetoed``."""
+    rules = ", ".join(sorted({finding.rule_id for finding in decision.vetoing}))
+    return RunCodeResponse(
+        status=RunStatus.FAILED,
+        message="; ".join([f"vetoed by the watchdog: {rules}", *notes]),
+        run_result=CommandRunResult(
+            status=CommandRunStatus.FINISHED, execution_time=0.0, return_code=1, stdout="", stderr=""
+        ),
+        sandboxd_status=Status.VETOED.value,
     )
 
 
@@ -134,11 +149,27 @@ async def run_code(body: RunCodeRequest, service: ServiceDep) -> RunCodeResponse
     limits, notes = fusion_limits(body, policy)
     if body.fetch_files:
         notes.append("fetch_files is not supported by sandboxd: programs cannot write files")
-    spec = to_spec(RunSpecIn(code=body.code, stdin=body.stdin or "", limits=limits), policy)
+    run = RunSpecIn(code=body.code, stdin=body.stdin or "", limits=limits)
+    spec = to_spec(run, policy)
+    decision = service.screen(policy, body.code, "proposer")  # DESIGN.md §4 step 3, as /v1/runs
+    if decision is not None and decision.decision is DecisionKind.VETO:
+        try:
+            await service.ledger.append(
+                [records.verdict("/run_code", run, vetoed_public(decision, policy.name))]
+            )
+        except Unavailable as exc:
+            return _unavailable(exc)
+        return vetoed_fusion(decision, notes)
     try:
         [result] = await service.run(policy, [spec])
-    except Unavailable as exc:
+        await service.ledger.append(
+            [records.verdict("/run_code", run, to_public(result, policy.name, decision))]
+        )
+    except Unavailable as exc:  # includes LedgerUnavailable: an unrecorded result is never returned
         return _unavailable(exc)
     except SandboxFault as exc:
         return RunCodeResponse(status=RunStatus.SANDBOX_ERROR, message=str(exc))
+    if decision is not None and decision.findings:
+        rules = ", ".join(sorted({finding.rule_id for finding in decision.findings}))
+        notes.append(f"watchdog {decision.decision.value}: {rules}")
     return to_fusion(result, notes)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from sandboxd.exposition import render
 
 from .deps import ServiceDep
 
@@ -27,5 +29,5 @@ async def readyz(service: ServiceDep) -> JSONResponse:
 
 @metrics_router.get("/metrics")
 async def metrics(service: ServiceDep) -> Response:
-    """Prometheus exposition."""
-    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition (merged over all workers when there are several)."""
+    return Response(render(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -12,9 +12,10 @@ from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
 from sandboxd.verdict import Status
-from sandboxd.watchdog.decision import Decision, DecisionKind
+from sandboxd.watchdog.decision import Decision, DecisionKind, combine
 from sandboxd.watchdog.wiring import report
 
+from . import records
 from .deps import ServiceDep
 from .schemas import BatchCreate, BatchPublic, Problem, RunCreate, RunPublic, RunSpecIn
 
@@ -40,7 +41,11 @@ def to_spec(run: RunSpecIn, policy: SandboxPolicy, where: str = "") -> RunSpec:
             f"{where}stdin is {stdin_bytes} bytes; policy {policy.name} caps stdin_bytes "
             f"at {caps.stdin_bytes}"
         )
-    if run.metadata and len(json.dumps(run.metadata)) > caps.metadata_bytes:
+    try:
+        metadata_bytes = len(json.dumps(run.metadata, allow_nan=False)) if run.metadata else 0
+    except ValueError:
+        raise RequestRejected(f"{where}metadata must be JSON without NaN or infinity") from None
+    if metadata_bytes > caps.metadata_bytes:
         raise RequestRejected(f"{where}metadata exceeds metadata_bytes={caps.metadata_bytes}")
     limits = run.limits.over(policy.limits)
     exceeded = limits.exceeding(policy.caps)
@@ -50,9 +55,11 @@ def to_spec(run: RunSpecIn, policy: SandboxPolicy, where: str = "") -> RunSpec:
 
 
 def to_public(result: RunResult, policy: str, decision: Decision | None = None) -> RunPublic:
+    """The public form of a run that ran; a post-execution veto turns its status into ``vetoed``."""
+    vetoed = decision is not None and decision.decision == DecisionKind.VETO
     return RunPublic(
         id=uuid.uuid4().hex,
-        status=result.status,
+        status=Status.VETOED if vetoed else result.status,
         exit_code=result.exit_code,
         signal=result.signal,
         stdout=result.stdout,
@@ -64,9 +71,13 @@ def to_public(result: RunResult, policy: str, decision: Decision | None = None) 
         peak_memory_bytes=result.peak_memory_bytes,
         sandbox_id=result.sandbox_id,
         policy=policy,
-        detail=result.detail,
+        detail=_vetoed_detail(decision) if vetoed and decision is not None else result.detail,
         watchdog=report(decision) if decision is not None else None,
     )
+
+
+def _vetoed_detail(decision: Decision) -> str:
+    return f"vetoed by the watchdog: {', '.join(sorted({f.rule_id for f in decision.vetoing}))}"
 
 
 def vetoed_public(decision: Decision, policy: str) -> RunPublic:
@@ -100,11 +111,13 @@ async def run_screened(
     to_run = [spec for spec, veto in zip(specs, vetoed, strict=True) if not veto]
     results = iter(await service.run(policy, to_run) if to_run else [])
     public: list[RunPublic] = []
-    for decision, veto in zip(decisions, vetoed, strict=True):
+    for run, decision, veto in zip(runs, decisions, vetoed, strict=True):
         if veto and decision is not None:
             public.append(vetoed_public(decision, policy.name))
-        else:
-            public.append(to_public(next(results), policy.name, decision))
+        else:  # post-execution checks (DESIGN.md §4 step 6) may still veto a run that ran
+            result = next(results)
+            after = service.screen_outcome(policy, result, "proposer", None, run.code)
+            public.append(to_public(result, policy.name, combine(decision, after)))
     return public
 
 
@@ -114,6 +127,7 @@ async def create_run(body: RunCreate, service: ServiceDep) -> RunPublic:
     policy = service.policy(body.policy)
     spec = to_spec(body, policy)
     [public] = await run_screened(service, policy, [body], [spec])
+    await service.ledger.append([records.verdict("/v1/runs", body, public)])
     return public
 
 
@@ -127,4 +141,8 @@ async def create_batch(body: BatchCreate, service: ServiceDep) -> BatchPublic:
             f"at {policy.batch.max_runs}"
         )
     specs = [to_spec(run, policy, f"runs[{index}]: ") for index, run in enumerate(body.runs)]
-    return BatchPublic(results=await run_screened(service, policy, body.runs, specs))
+    results = await run_screened(service, policy, body.runs, specs)
+    await service.ledger.append(
+        [records.verdict("/v1/runs/batch", run, public) for run, public in zip(body.runs, results, strict=True)]
+    )
+    return BatchPublic(results=results)

@@ -6,9 +6,11 @@ processes (a few per request, deduplicated), so the answer's process never sees 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandboxd.azr import hardcoding
 from sandboxd.azr.equality import equal
 from sandboxd.azr.literal import NotLiteral, parse_literal
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
@@ -26,6 +28,7 @@ from sandboxd.exceptions import RequestRejected
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
+from sandboxd.watchdog.decision import combine
 from sandboxd.watchdog.wiring import report
 
 ExpressionKey = tuple[tuple[str, ...], str]
@@ -253,16 +256,33 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
         else plan(answer, policy)
         for answer, decision in zip(request.answers, decisions, strict=True)
     ]
-    final = await _judged(service, policy, plans)
-    for result, decision in zip(final, decisions, strict=True):
-        result.watchdog = report(decision) if decision is not None else None
+    judged = await _judged(service, policy, plans)
+    final = [result for result, _ in judged]
+    # Post-execution checks and the induction hard-coding detector (DESIGN.md §4 step 6).
+    after = [
+        service.screen_outcome(policy, run, "solver", answer.task_type, screened_text(answer.imports, answer.answer))
+        if run is not None
+        else None
+        for answer, (_, run) in zip(request.answers, judged, strict=True)
+    ]
+    isolated = functools.partial(_isolated_policy, service, policy)  # resolved only if the detector runs
+    semantic = await hardcoding.screen(service, policy, isolated, request.answers, final)
+    for result, decision, post, formal in zip(final, decisions, after, semantic, strict=True):
+        merged = combine(decision, post, formal)
+        result.watchdog = report(merged) if merged is not None else None
+        if merged is not None and is_veto(merged) and result.reason != Reason.VETOED:
+            result.correct, result.reward = False, 0.0
+            result.reason, result.detail = Reason.VETOED, vetoed_detail(merged)
     return final
 
 
-async def _judged(service: Service, policy: SandboxPolicy, plans: list[Plan]) -> list[CheckResult]:
+async def _judged(
+    service: Service, policy: SandboxPolicy, plans: list[Plan]
+) -> list[tuple[CheckResult, RunResult | None]]:
+    """Each plan's result, with the answer's run when it ran (for the post-execution checks)."""
     answer_specs = [item.spec for item in plans if item.spec is not None]
     if not answer_specs:
-        return [item.rejection for item in plans if item.rejection is not None]
+        return [(item.rejection, None) for item in plans if item.rejection is not None]
     values, keys = _literals(sorted({key for item in plans for key in item.expected}))
     # Expected outputs that are not literals run first, in a request of their own: its sandboxes
     # never run an answer, so no answer can find an expected output in its fork-server's memory.
@@ -276,12 +296,12 @@ async def _judged(service: Service, policy: SandboxPolicy, plans: list[Plan]) ->
         retried = await service.run(isolated, expression_specs(missing, single))
         values.update(_collect(missing, retried, 1))
     runs = iter(await service.run(policy, answer_specs))
-    final: list[CheckResult] = []
+    final: list[tuple[CheckResult, RunResult | None]] = []
     for item in plans:
         if item.rejection is not None:
-            final.append(item.rejection)
+            final.append((item.rejection, None))
         else:
-            final.append(
-                judge(next(runs), [values.get(key) for key in item.expected], [k[1] for k in item.expected])
-            )
+            run = next(runs)
+            expected = [values.get(key) for key in item.expected]
+            final.append((judge(run, expected, [k[1] for k in item.expected]), run))
     return final

@@ -25,6 +25,7 @@ class Reason(enum.StrEnum):
     NONDETERMINISTIC = "nondeterministic"
     NON_CANONICAL_OUTPUT = "non_canonical_output"
     INTERNAL_ERROR = "internal_error"  # a sandboxd fault; retry
+    INFRASTRUCTURE_ERROR = "infrastructure_error"  # the sandbox was lost twice (killed, engine); retry
     VETOED = "vetoed"  # the static watchdog vetoed the program; it never reached a container
 
 
@@ -84,6 +85,11 @@ class Answer(_Strict):
     )
     inputs: list[str] = Field(default_factory=list, description="induction: hidden argument texts")
     outputs: list[str] = Field(default_factory=list, description="induction: hidden output expressions")
+    reference_program: str | None = Field(
+        None,
+        description="induction: the proposer's program f. With the watchdog on, an answer that matches the "
+        "shown pairs must also agree with it on generated inputs (docs/watchdog.md)",
+    )
 
 
 class CheckRequest(_Strict):

@@ -14,7 +14,7 @@ from sandboxd.azr.texts import TextRejected, check_arguments, check_imports, che
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
-from sandboxd.watchdog.decision import Decision, DecisionKind
+from sandboxd.watchdog.decision import Decision, DecisionKind, combine
 from sandboxd.watchdog.wiring import report
 
 AZR_TRUNCATE_CHARS = 400
@@ -166,12 +166,19 @@ async def validate(service: Service, policy: SandboxPolicy, request: ValidateReq
     results = await service.run(policy, specs) if specs else []
     final: list[ValidateResult] = []
     position = 0
-    for task, item in zip(request.tasks, prepared, strict=True):
+    for index, (task, item) in enumerate(zip(request.tasks, prepared, strict=True)):
         if isinstance(item, ValidateResult):
             final.append(item)
             continue
-        final.append(judge(results[position : position + len(item)], len(task.inputs), request))
+        runs = results[position : position + len(item)]
+        final.append(judge(runs, len(task.inputs), request))
         position += len(item)
+        # Post-execution checks (DESIGN.md §4 step 6) on each of the task's runs.
+        source = screened_text(task.imports, task.program)
+        after = [service.screen_outcome(policy, run, "proposer", task.task_type, source) for run in runs]
+        decisions[index] = combine(decisions[index], *after)
     for result, decision in zip(final, decisions, strict=True):
         result.watchdog = report(decision) if decision is not None else None
+        if decision is not None and is_veto(decision) and result.reason != Reason.VETOED:
+            result.valid, result.reason, result.detail = False, Reason.VETOED, vetoed_detail(decision)
     return final

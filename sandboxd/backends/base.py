@@ -13,6 +13,14 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class ReadOnlyFile:
+    """A host file the backend makes visible, read-only, at ``target`` inside the sandbox."""
+
+    source: str  # absolute host path, readable by the sandbox's user
+    target: str  # absolute path inside the sandbox, outside its scratch
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """Everything needed to start one sandbox. Every field is enforced by the engine."""
 
@@ -27,6 +35,7 @@ class SandboxSpec:
     seccomp_profile: str  # engine-level syscall profile (JSON), applied to the whole container
     env: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    files: tuple[ReadOnlyFile, ...] = ()  # e.g. honeytokens (sandboxd.watchdog.honeytokens)
 
 
 @dataclass(frozen=True)

@@ -12,21 +12,24 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
 import requests.exceptions
-from docker.types import LogConfig
+from docker.types import LogConfig, Mount
 
 from sandboxd.exceptions import BackendUnavailable, ImageMissing, SandboxdError
 from sandboxd.settings import Settings
 
 from .base import SandboxExit, SandboxSpec
+from .channel import MOUNT, ChannelError, SocketChannel, channel_root
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,6 +37,8 @@ _MUX_HEADER = struct.Struct(">BxxxL")
 _STDOUT, _STDERR = 1, 2
 _DIAGNOSTIC_BYTES = 4096
 _DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+_CHANNEL_READ_BYTES = 1 << 20
+_CHANNEL_ACCEPT_SECONDS = 300.0  # an upper bound; the pool's start timeout gives up far sooner
 
 
 @contextlib.contextmanager
@@ -74,7 +79,11 @@ def _close_socket(socket_io: Any) -> None:
 
 
 class DockerSandbox:
-    """A started container, its attach stream split into protocol bytes and diagnostics."""
+    """A started container, its attach stream split into protocol bytes and diagnostics.
+
+    With a :class:`~.channel.SocketChannel` the protocol runs over the channel's socket instead,
+    and the attach stream only carries diagnostics, which a background task logs.
+    """
 
     def __init__(
         self,
@@ -82,6 +91,7 @@ class DockerSandbox:
         container: Any,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        channel: SocketChannel | None = None,
     ) -> None:
         self._backend = backend
         self._container = container
@@ -89,16 +99,48 @@ class DockerSandbox:
         self._writer = writer
         self._destroyed = False
         self.id = str(container.id)[:12]
+        self._channel = channel
+        self._accepted: asyncio.Task[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
+        self._diagnostics: asyncio.Task[None] | None = None
+        if channel is not None:
+            self._accepted = asyncio.create_task(channel.accept(_CHANNEL_ACCEPT_SECONDS))
+            self._diagnostics = asyncio.create_task(self._log_attach(), name=f"attach-{self.id}")
+
+    async def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The protocol's streams: the channel's once the fork-server connected, else attach's."""
+        if self._accepted is None:
+            return self._reader, self._writer
+        return await asyncio.shield(self._accepted)
+
+    async def _log_attach(self) -> None:
+        """Socket mode: attach carries only diagnostics. At its end the fork-server is gone."""
+        await self._receive_attach(self._reader)
+        if self._accepted is not None and not self._accepted.done():
+            self._accepted.cancel()  # it exited before connecting: fail now, not at the timeout
 
     async def receive(self) -> bytes:
+        if self._accepted is None:
+            return await self._receive_attach(self._reader)
+        try:
+            reader, _ = await self._streams()
+            return await reader.read(_CHANNEL_READ_BYTES)
+        except (ConnectionError, OSError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not self._accepted.cancelled():
+                raise  # our caller was cancelled, not the accept
+            if isinstance(exc, ChannelError):
+                log.warning("sandbox %s: %s", self.id, exc)
+            return b""
+
+    async def _receive_attach(self, reader: asyncio.StreamReader) -> bytes:
+        """The next stdout payload of the attach stream, logging stderr on the way; b"" at its end."""
         while True:
             try:
-                header = await self._reader.readexactly(_MUX_HEADER.size)
+                header = await reader.readexactly(_MUX_HEADER.size)
                 stream, length = _MUX_HEADER.unpack(header)
-                payload = await self._reader.readexactly(length)
+                payload = await reader.readexactly(length)
             except (asyncio.IncompleteReadError, ConnectionError, OSError):
                 return b""
-            if stream == _STDOUT:
+            if stream == _STDOUT and self._channel is None:
                 return payload
             if stream == _STDERR:
                 log.warning(
@@ -107,13 +149,15 @@ class DockerSandbox:
 
     async def send(self, data: bytes) -> None:
         try:
-            self._writer.write(data)
-            await self._writer.drain()
+            _, writer = await self._streams()
+            writer.write(data)
+            await writer.drain()
         except (ConnectionError, OSError) as exc:
             raise BackendUnavailable(f"sandbox {self.id}: stdin closed: {exc}") from exc
 
     async def exit_info(self) -> SandboxExit:
         def inspect() -> SandboxExit:
+            self._backend.engine()  # fails fast (and leak-free) while the engine is down
             with engine_errors("inspect sandbox"):
                 self._container.reload()
             state = self._container.attrs.get("State", {})
@@ -130,15 +174,25 @@ class DockerSandbox:
         self._destroyed = True
         with contextlib.suppress(Exception):
             self._writer.close()
+        if self._channel is not None:
+            for task in (self._accepted, self._diagnostics):
+                if task is not None:
+                    task.cancel()
+            if self._accepted is not None and self._accepted.done() and not self._accepted.cancelled():
+                with contextlib.suppress(Exception):
+                    self._accepted.result()[1].close()
+            self._channel.close()
 
         def remove() -> None:
+            self._backend.engine()  # fails fast (and leak-free) while the engine is down
             with contextlib.suppress(docker.errors.NotFound), engine_errors("remove sandbox"):
                 self._container.remove(force=True)
 
         try:
             await self._backend.call(remove)
         except SandboxdError as exc:
-            log.warning("could not remove sandbox %s: %s", self.id, exc)
+            log.warning("could not remove sandbox %s (retried when the engine answers): %s", self.id, exc)
+            self._backend.unremoved.add(str(self._container.id))
 
 
 class DockerBackend:
@@ -148,28 +202,38 @@ class DockerBackend:
         self._settings = settings
         self._threads = ThreadPoolExecutor(settings.docker_threads, thread_name_prefix="docker")
         self._client: Any = None
+        self._channel_root: Path | None = None
+        self.unremoved: set[str] = set()  # containers whose removal failed (engine down): retried by check
 
     async def call(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._threads, function)
 
-    def _engine(self) -> Any:
+    def engine(self) -> Any:
+        """The SDK client, after checking that a unix engine socket accepts connections."""
+        # Probed before every call, not just the first: the SDK leaks its socket when connect() fails,
+        # and a stopped engine (refused connections) would otherwise leak one per call.
+        _probe_unix_socket(self._settings.docker_url or os.environ.get("DOCKER_HOST") or _DEFAULT_SOCKET)
         if self._client is None:
-            _probe_unix_socket(self._settings.docker_url or os.environ.get("DOCKER_HOST") or _DEFAULT_SOCKET)
+            timeout = max(1, round(self._settings.engine_call_timeout_seconds))  # bounds every engine call
             with engine_errors("connect"):
                 if self._settings.docker_url:
-                    self._client = docker.DockerClient(base_url=self._settings.docker_url, timeout=60)
+                    self._client = docker.DockerClient(base_url=self._settings.docker_url, timeout=timeout)
                 else:
-                    self._client = docker.from_env(timeout=60)
+                    self._client = docker.from_env(timeout=timeout)
         return self._client
 
     async def check(self, images: set[str], runtimes: set[str]) -> None:
         def probe() -> None:
-            engine = self._engine()
+            engine = self.engine()
             with engine_errors("probe engine"):
                 engine.ping()
                 info = engine.info()
                 for image in images:
                     engine.images.get(image)
+                for container_id in list(self.unremoved):  # the engine answers again: finish removals
+                    with contextlib.suppress(docker.errors.NotFound):
+                        engine.api.remove_container(container_id, force=True)
+                    self.unremoved.discard(container_id)
             security = " ".join(info.get("SecurityOptions") or [])
             if "seccomp" not in security:
                 raise BackendUnavailable("docker engine has no seccomp support; refusing to run code")
@@ -188,8 +252,14 @@ class DockerBackend:
             f"uid={uid},gid={gid},mode=0700"
         )
 
+        channel = self._channel(spec)
+        env = dict(spec.env) | (channel.env if channel else {})
+        mounts = [Mount(f.target, f.source, type="bind", read_only=True) for f in spec.files]
+        if channel is not None:
+            mounts.append(Mount(MOUNT, str(channel.directory), type="bind", read_only=True))
+
         def start() -> tuple[Any, Any]:
-            engine = self._engine()
+            engine = self.engine()
             with engine_errors("start sandbox"):
                 container = engine.containers.create(
                     spec.image,
@@ -209,7 +279,8 @@ class DockerBackend:
                     log_config=LogConfig(type="none"),
                     runtime=spec.runtime,
                     labels=dict(spec.labels),
-                    environment=dict(spec.env),
+                    environment=env,
+                    mounts=mounts,
                     hostname="sandbox",
                     working_dir="/scratch",
                     stop_signal="SIGKILL",
@@ -233,6 +304,12 @@ class DockerBackend:
             container, socket_io = await asyncio.shield(started)
         except asyncio.CancelledError:
             started.add_done_callback(self._discard_started)
+            if channel is not None:
+                channel.close()
+            raise
+        except BaseException:
+            if channel is not None:
+                channel.close()
             raise
         raw = socket_io._sock  # the SDK wraps the upgraded connection in a SocketIO
         raw.setblocking(False)
@@ -240,9 +317,23 @@ class DockerBackend:
             reader, writer = await asyncio.open_connection(sock=raw, limit=2**20)
         except OSError as exc:
             _close_socket(socket_io)
+            if channel is not None:
+                channel.close()
             await self.call(lambda: container.remove(force=True))
             raise BackendUnavailable(f"attach to sandbox failed: {exc}") from exc
-        return DockerSandbox(self, container, reader, writer)
+        return DockerSandbox(self, container, reader, writer, channel)
+
+    def _channel(self, spec: SandboxSpec) -> SocketChannel | None:
+        """A socket channel for this sandbox, or None to speak over attach (docs/design.md)."""
+        transport = self._settings.transport
+        if transport == "attach" or (transport == "auto" and spec.runtime != "runc"):
+            return None
+        if self._channel_root is None:
+            self._channel_root = channel_root(self._settings.channel_dir, self._settings.instance)
+        try:
+            return SocketChannel(self._channel_root)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot make a channel socket in {self._channel_root}: {exc}") from exc
 
     def _discard_started(self, future: asyncio.Future[tuple[Any, Any]]) -> None:
         """A start finished after its caller gave up: close the socket and remove the container."""
@@ -250,12 +341,19 @@ class DockerBackend:
             return
         container, socket_io = future.result()
         _close_socket(socket_io)
+        self.unremoved.add(str(container.id))  # until the removal below is known to have worked
+
+        def remove() -> None:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+            self.unremoved.discard(str(container.id))
+
         with contextlib.suppress(RuntimeError):  # the thread pool may already be shut down
-            self._threads.submit(lambda: container.remove(force=True))
+            self._threads.submit(remove)
 
     async def remove_labelled(self, labels: Mapping[str, str]) -> int:
         def sweep() -> int:
-            engine = self._engine()
+            engine = self.engine()
             with engine_errors("remove orphans"):
                 found = engine.containers.list(
                     all=True, filters={"label": [f"{k}={v}" for k, v in labels.items()]}
@@ -271,4 +369,6 @@ class DockerBackend:
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
+        if self._channel_root is not None and self._settings.channel_dir is None:
+            shutil.rmtree(self._channel_root, ignore_errors=True)
         self._threads.shutdown(wait=False, cancel_futures=True)

@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sandboxd.cli import Subparsers
 
+    from .store import LedgerStore
+
+_DB_HELP = "the ledger: an SQLite file, sqlite:///path, or a postgresql:// URL"
+
 # Handlers import the ledger (and so ``cryptography``) lazily (hence the PLC0415 markers).
 
 
@@ -19,17 +23,30 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def _missing(db: Path) -> bool:
-    """Report a missing database (opening it would create an empty one)."""
-    if db.exists():
-        return False
-    print(f"no ledger database at {db}", file=sys.stderr)
-    return True
+def _open(db: str) -> LedgerStore | None:
+    """Open the ledger at ``db`` (an SQLite path or a ``postgresql://`` URL); None (reported) if it is missing.
+
+    A missing SQLite file is not created: opening it would make an empty ledger that verifies.
+    """
+    from .stores import LedgerUrlError, open_store, parse_url  # noqa: PLC0415 - imported lazily, see the module comment
+
+    try:
+        scheme, target = parse_url(db)
+    except LedgerUrlError as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+    if scheme == "sqlite" and not Path(target).exists():
+        print(f"no ledger database at {target}", file=sys.stderr)
+        return None
+    try:
+        return open_store(db)
+    except Exception as exc:  # the driver's errors (sqlite3, psycopg) differ; all mean "cannot open"
+        print(f"cannot open the ledger: {exc}", file=sys.stderr)
+        return None
 
 
 def _verify(args: argparse.Namespace) -> int:
     from .note import NoteError, Verifier  # noqa: PLC0415 - imported lazily, see the module comment
-    from .sqlite import SqliteLedgerStore  # noqa: PLC0415 - imported lazily, see the module comment
     from .verify import verify  # noqa: PLC0415 - imported lazily, see the module comment
 
     try:
@@ -37,9 +54,9 @@ def _verify(args: argparse.Namespace) -> int:
     except (OSError, NoteError) as exc:
         print(f"cannot read key {args.key}: {exc}", file=sys.stderr)
         return 2
-    if _missing(args.db):
+    store = _open(args.db)
+    if store is None:
         return 2
-    store = SqliteLedgerStore(args.db)
     try:
         report = verify(store, verifier)
     finally:
@@ -53,11 +70,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .sqlite import SqliteLedgerStore  # noqa: PLC0415 - imported lazily, see the module comment
-
-    if _missing(args.db):
+    store = _open(args.db)
+    if store is None:
         return 2
-    store = SqliteLedgerStore(args.db)
     try:
         for row in store.entries():
             sys.stdout.write(row.data.decode("ascii") + "\n")
@@ -68,16 +83,28 @@ def _export(args: argparse.Namespace) -> int:
 
 def _proof(args: argparse.Namespace) -> int:
     from . import merkle  # noqa: PLC0415 - imported lazily, see the module comment
-    from .sqlite import SqliteLedgerStore  # noqa: PLC0415 - imported lazily, see the module comment
 
-    if _missing(args.db):
+    store = _open(args.db)
+    if store is None:
         return 2
-    store = SqliteLedgerStore(args.db)
     try:
         leaves = [merkle.leaf_hash(row.data) for row in store.entries()]
     finally:
         store.close()
     size = len(leaves) if args.size is None else args.size
+    if args.first is not None:
+        if not 0 <= args.first <= size <= len(leaves):
+            print(f"need 0 <= first {args.first} <= size {size} <= {len(leaves)}", file=sys.stderr)
+            return 2
+        consistency = {
+            "first": args.first,
+            "second": size,
+            "first_root": _b64(merkle.root(leaves, args.first)),
+            "second_root": _b64(merkle.root(leaves, size)),
+            "proof": [_b64(h) for h in merkle.consistency_proof(args.first, leaves, size)],
+        }
+        print(json.dumps(consistency, indent=2))
+        return 0
     if not 0 <= args.seq < size <= len(leaves):
         print(f"need 0 <= seq {args.seq} < size {size} <= {len(leaves)}", file=sys.stderr)
         return 2
@@ -99,14 +126,18 @@ def register_ledger(subparsers: Subparsers) -> None:
     verify = commands.add_parser(
         "verify", help="recompute the tree and check every checkpoint; exit 1 if bad"
     )
-    verify.add_argument("--db", type=Path, required=True, help="the ledger's SQLite file")
+    verify.add_argument("--db", required=True, help=_DB_HELP)
     verify.add_argument("--key", type=Path, help="verifier key file (default: the key recorded in the db)")
     verify.set_defaults(handler=_verify)
     export = commands.add_parser("export", help="write every entry as JSONL (canonical bytes) to stdout")
-    export.add_argument("--db", type=Path, required=True, help="the ledger's SQLite file")
+    export.add_argument("--db", required=True, help=_DB_HELP)
     export.set_defaults(handler=_export)
-    proof = commands.add_parser("proof", help="print the inclusion proof of an entry as JSON")
-    proof.add_argument("--db", type=Path, required=True, help="the ledger's SQLite file")
-    proof.add_argument("--seq", type=int, required=True, help="the entry's seq (leaf index)")
+    proof = commands.add_parser(
+        "proof", help="print an inclusion proof (--seq) or a consistency proof (--first) as JSON"
+    )
+    proof.add_argument("--db", required=True, help=_DB_HELP)
+    which = proof.add_mutually_exclusive_group(required=True)
+    which.add_argument("--seq", type=int, help="inclusion: the entry's seq (leaf index)")
+    which.add_argument("--first", type=int, help="consistency: the older tree size, proven a prefix of --size")
     proof.add_argument("--size", type=int, help="tree size to prove against (default: all entries)")
     proof.set_defaults(handler=_proof)

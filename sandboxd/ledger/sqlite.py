@@ -1,23 +1,37 @@
-"""The SQLite ledger backend: WAL mode, ``synchronous=FULL``, one transaction per append."""
+"""The SQLite ledger backend: WAL mode, ``synchronous=FULL``, one ``BEGIN IMMEDIATE`` transaction per append.
+
+``BEGIN IMMEDIATE`` takes SQLite's write lock before the next seq is read, so several processes appending
+to one file still get gap-free seqs. The in-memory compact range follows the log; when another writer has
+appended in between, ``checkpoint`` catches up from the stored leaf hashes.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import merkle
-from .entry import Entry, Kind, now
+from .entry import Kind, now
 from .note import Checkpoint, Signer
-from .store import StoredCheckpoint, StoredEntry
+from .query import EntryFilter, where
+from .store import ROW_COLUMNS, Item, StoredCheckpoint, StoredEntry, encode_row
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY,
     leaf_hash BLOB NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    kind TEXT,
+    time TEXT,
+    verdict TEXT,
+    decision TEXT,
+    task_type TEXT,
+    rules TEXT NOT NULL DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS entries_time ON entries (time);
+CREATE INDEX IF NOT EXISTS entries_kind ON entries (kind, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     tree_size INTEGER NOT NULL,
@@ -38,12 +52,15 @@ def _blob(value: object) -> bytes:
 
 
 class SqliteLedgerStore:
-    """A ``LedgerStore`` in one SQLite file. ``signer`` is needed only to make checkpoints."""
+    """A ``LedgerStore`` in one SQLite file. ``signer`` is needed only to make checkpoints.
+
+    The connection may be used from any thread, but by one at a time (the service's ledger thread).
+    """
 
     def __init__(
         self, path: Path | str, *, origin: str = "sandboxd/ledger", signer: Signer | None = None
     ) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -53,34 +70,67 @@ class SqliteLedgerStore:
         if not row:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('origin', ?)", (origin,))
         self._tree = merkle.CompactRange()
-        for (leaf,) in self._db.execute("SELECT leaf_hash FROM entries ORDER BY seq"):
-            self._tree.append(leaf)
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Add the stored leaf hashes the compact range has not seen yet."""
+        rows = self._db.execute("SELECT leaf_hash FROM entries WHERE seq >= ? ORDER BY seq", (self._tree.size,))
+        for (leaf,) in rows:
+            self._tree.append(_blob(leaf))
 
     def append(self, kind: Kind, body: dict[str, Any]) -> tuple[int, bytes]:
         """Append an entry; it is committed (and synced to the WAL) before this returns."""
+        [appended] = self.append_many([(kind, body)])
+        return appended
+
+    def append_many(self, items: Sequence[Item]) -> list[tuple[int, bytes]]:
+        """Append entries in one transaction, committed (and synced) before this returns."""
+        if not items:
+            return []
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            (seq,) = self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM entries").fetchone()
-            data = Entry(seq, Kind(kind), now(), body).encode()
-            leaf = merkle.leaf_hash(data)
-            self._db.execute("INSERT INTO entries VALUES (?, ?, ?)", (seq, leaf, data))
+            (first,) = self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM entries").fetchone()
+            stamp = now()
+            rows = [encode_row(first + offset, kind, body, stamp) for offset, (kind, body) in enumerate(items)]
+            self._db.executemany(
+                f"INSERT INTO entries ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - fixed column list
+                rows,
+            )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        if seq == self._tree.size:  # another writer may have appended; resync lazily in checkpoint()
-            self._tree.append(leaf)
-        return seq, leaf
+        if first == self._tree.size:  # otherwise another writer appended; checkpoint() catches up
+            for row in rows:
+                self._tree.append(row[1])
+        return [(row[0], row[1]) for row in rows]
 
     def size(self) -> int:
         """The number of stored entries."""
         (n,) = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()
         return int(n)
 
-    def entries(self) -> Iterator[StoredEntry]:
-        """Every stored row, ordered by seq."""
-        for seq, leaf, data in self._db.execute("SELECT seq, leaf_hash, data FROM entries ORDER BY seq"):
+    def entries(self, start: int = 0) -> Iterator[StoredEntry]:
+        """Every stored row from seq ``start`` on, ordered by seq."""
+        rows = self._db.execute(
+            "SELECT seq, leaf_hash, data FROM entries WHERE seq >= ? ORDER BY seq", (start,)
+        )
+        for seq, leaf, data in rows:
             yield StoredEntry(seq, _blob(leaf), _blob(data))
+
+    def leaf_hashes(self, size: int) -> list[bytes]:
+        """The stored leaf hashes of seqs ``0..size-1``."""
+        rows = self._db.execute("SELECT leaf_hash FROM entries WHERE seq < ? ORDER BY seq", (size,))
+        return [_blob(leaf) for (leaf,) in rows]
+
+    def query(self, flt: EntryFilter, after: int, limit: int) -> list[StoredEntry]:
+        """Up to ``limit`` rows with seq above ``after`` matching ``flt``, ordered by seq."""
+        condition, params = where(flt, after, "?", "instr")
+        rows = self._db.execute(
+            f"SELECT seq, leaf_hash, data FROM entries WHERE {condition} ORDER BY seq LIMIT ?",  # noqa: S608 - columns are fixed, values are parameters
+            [*params, limit],
+        )
+        return [StoredEntry(seq, _blob(leaf), _blob(data)) for seq, leaf, data in rows]
 
     def checkpoint(self) -> StoredCheckpoint:
         """Sign and store a checkpoint over every entry."""
@@ -88,11 +138,7 @@ class SqliteLedgerStore:
             raise RuntimeError("this ledger store was opened without a signer")
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            leaves = [bytes(r[0]) for r in self._db.execute("SELECT leaf_hash FROM entries ORDER BY seq")]
-            if len(leaves) != self._tree.size:
-                self._tree = merkle.CompactRange()
-                for leaf in leaves:
-                    self._tree.append(leaf)
+            self._catch_up()
             head = Checkpoint(self.origin, self._tree.size, self._tree.root())
             cp = StoredCheckpoint(head.size, head.root_hash, now(), self._signer.sign(head.body()))
             self._db.execute(

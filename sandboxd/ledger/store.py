@@ -1,12 +1,17 @@
-"""The ledger storage Protocol; backends live one per module (``sqlite.py``; PostgreSQL is still to come)."""
+"""The ledger storage Protocol; backends live one per module (``sqlite.py``, ``postgres.py``), chosen by URL in
+``stores.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .entry import Kind
+from . import merkle
+from .entry import Entry, Kind, now
+from .query import EntryFilter, facets
+
+Item = tuple[Kind, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -28,13 +33,42 @@ class StoredCheckpoint:
     note: str
 
 
+Row = tuple[int, bytes, bytes, str, str, str | None, str | None, str | None, str]
+ROW_COLUMNS = "seq, leaf_hash, data, kind, time, verdict, decision, task_type, rules"
+
+
+def encode_row(seq: int, kind: Kind, body: Mapping[str, Any], time: str | None = None) -> Row:
+    """The stored columns of a new entry: seq, leaf hash, canonical bytes, then the query columns.
+
+    ``time`` defaults to now; a group append passes one time for all its entries.
+    """
+    entry = Entry(seq, Kind(kind), time or now(), dict(body))
+    data = entry.encode()
+    found = facets(entry.body)
+    return (
+        seq,
+        merkle.leaf_hash(data),
+        data,
+        entry.kind.value,
+        entry.time,
+        found.verdict,
+        found.decision,
+        found.task_type,
+        found.rules,
+    )
+
+
 class LedgerStore(Protocol):
     """An append-only, durable log of canonical entries, plus signed checkpoints over it.
 
     - ``append`` assigns the next seq (the leaf index, from 0), stores the canonical bytes and leaf hash,
       and returns only once the entry is durable (its transaction committed and synced).
-    - ``entries`` yields every stored row in seq order, *as stored*: a verifier must not trust the backend
-      to have kept them intact, so no checking happens here.
+    - ``append_many`` does the same for several entries in **one** transaction, with consecutive seqs; it is
+      safe when several processes append to the same log at once (the seqs stay gap-free).
+    - ``entries`` yields every stored row from seq ``start`` on, in seq order, *as stored*: a verifier must
+      not trust the backend to have kept them intact, so no checking happens here.
+    - ``leaf_hashes`` returns the stored leaf hashes of the first ``size`` entries (for proofs).
+    - ``query`` returns up to ``limit`` rows with seq above ``after`` that match a filter, in seq order.
     - ``checkpoint`` computes the root over all entries, signs it, stores it and returns it.
     - ``origin`` and ``vkey`` name the log and the verifier key its checkpoints are signed with
       (``vkey`` is ``None`` until a signer has been used).
@@ -46,12 +80,24 @@ class LedgerStore(Protocol):
         """Append an entry durably; return its seq and leaf hash."""
         ...
 
+    def append_many(self, items: Sequence[Item]) -> list[tuple[int, bytes]]:
+        """Append entries durably in one transaction; return their seqs and leaf hashes, in order."""
+        ...
+
     def size(self) -> int:
         """The number of stored entries."""
         ...
 
-    def entries(self) -> Iterator[StoredEntry]:
-        """Every stored row, ordered by seq."""
+    def entries(self, start: int = 0) -> Iterator[StoredEntry]:
+        """Every stored row from seq ``start`` on, ordered by seq."""
+        ...
+
+    def leaf_hashes(self, size: int) -> list[bytes]:
+        """The stored leaf hashes of seqs ``0..size-1``."""
+        ...
+
+    def query(self, flt: EntryFilter, after: int, limit: int) -> list[StoredEntry]:
+        """Up to ``limit`` rows with seq above ``after`` matching ``flt``, ordered by seq."""
         ...
 
     def checkpoint(self) -> StoredCheckpoint:

@@ -1,7 +1,9 @@
 """The forked child: lock the process down, run one job, write one result frame, exit.
 
 The order matters and is the security boundary of the fork-server (DESIGN.md §2.2):
-fds → session → scratch dir → random state → rlimits → no_new_privs → seccomp → model code.
+job → fds → session → scratch dir → random state → rlimits → no_new_privs → seccomp → model code.
+The job (the model's text) is read from a memfd after the fork: the fork-server never held it in
+memory that a child inherits (see :mod:`.private`).
 Nothing here returns: the child always leaves through ``os._exit``.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import json.encoder
 import math
 import os
@@ -37,12 +40,32 @@ EXIT_FRAME_FAILED = 122
 
 @dataclass(frozen=True)
 class ChildFds:
-    """Descriptors the parent prepared; they land on 0, 1, 2 and RESULT_FD in the child."""
+    """Descriptors the parent prepared; they land on 0, 1, 2 and RESULT_FD in the child.
 
-    stdin: int
+    ``stdin`` None keeps fd 0 as it is in every fork-server: ``/dev/null``. ``job`` is a memfd
+    holding the job's JSON (``job_bytes`` long); the child reads it and closes it.
+    """
+
+    stdin: int | None
     stdout: int
     stderr: int
     result: int
+    job: int
+    job_bytes: int
+
+
+def read_job(fds: ChildFds) -> dict[str, Any]:
+    """The job's JSON, read from its memfd (at offset 0: the fork-server's writes moved the offset)."""
+    data = b""
+    while len(data) < fds.job_bytes:
+        chunk = os.pread(fds.job, fds.job_bytes - len(data), len(data))
+        if not chunk:
+            raise EOFError("job memfd is short")
+        data += chunk
+    job = json.loads(data)
+    if type(job) is not dict:
+        raise TypeError("job is not an object")
+    return job
 
 
 def _set_rlimits(limits: dict[str, Any], base_vm_bytes: int) -> None:
@@ -112,7 +135,8 @@ def lock_down(fds: ChildFds, scratch: str, limits: dict[str, Any], prep: Prepara
     """Everything between fork and model code. Raises if any step fails."""
     os.setsid()
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # the usual CPython behaviour for model code
-    os.dup2(fds.stdin, 0)
+    if fds.stdin is not None:
+        os.dup2(fds.stdin, 0)
     os.dup2(fds.stdout, 1)
     os.dup2(fds.stderr, 2)
     os.dup2(fds.result, RESULT_FD)
@@ -171,11 +195,11 @@ def _write_all(fd: int, data: bytes) -> None:
 def run(fds: ChildFds, scratch: str, request: dict[str, Any], prep: Preparation) -> None:
     """Entry point after fork. Never returns."""
     try:
+        job = read_job(fds)
         lock_down(fds, scratch, request["limits"], prep)
         out, err = prep.streams.stdout, prep.streams.stderr
     except BaseException:  # any failure before model code is a set-up failure
         _exit(EXIT_SETUP_FAILED)
-    job = request["job"]
     encoder = Encoder(**request.get("encoder", {}))
     try:
         outcome = jobs.JOB_KINDS[job["kind"]](job)

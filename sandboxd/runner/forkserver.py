@@ -18,30 +18,42 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
+import dataclasses
 import errno
 import gc
 import importlib
 import os
 import resource
-import select
 import selectors
 import shutil
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import child
-from .protocol import MessageReader, ProtocolError, encode_message
+from .capture import Capture
+from .private import Inbox, PrivateMemory, write_all
+from .protocol import RUN_SECTIONS, ProtocolError, encode_header, section_sizes
 from .syscalls import FilterLoader, compile_filter
 from .zygote import Zygotes
 
 VERSION = 1
-_READ_CHUNK = 65536
 _REAP_POLL_SECONDS = 0.005
 _PR_SET_DUMPABLE = 4
 _ZYGOTE_FD = 4  # fds 0-3 are taken (see _own_protocol_fds)
+
+
+@dataclass
+class Staged:
+    """A run waiting for a slot: its header, and its body already moved into memfds."""
+
+    request: dict[str, Any]
+    job_fd: int
+    job_bytes: int
+    stdin_fd: int | None
 
 
 @dataclass
@@ -53,12 +65,9 @@ class Run:
     started: float
     deadline: float
     scratch: str
-    output_cap: int
-    frame_cap: int
+    capture: Capture
     pidfd: int | None
     streams: dict[int, str] = field(default_factory=dict)  # read fd -> "stdout" | "stderr" | "frame"
-    data: dict[str, bytearray] = field(default_factory=dict)
-    truncated: dict[str, bool] = field(default_factory=dict)
     killed_by: str | None = None
     exited: tuple[int, int, Any] | None = None
 
@@ -68,8 +77,9 @@ class ForkServer:
         self.requests_fd = requests_fd
         self.responses_fd = responses_fd
         self.selector = selectors.DefaultSelector()
-        self.reader = MessageReader()
-        self.queue: collections.deque[dict[str, Any]] = collections.deque()
+        self.memory = PrivateMemory()
+        self.inbox: Inbox | None = None  # made in serve(), so a forked zygote never shares one
+        self.queue: collections.deque[Staged] = collections.deque()
         self.runs: dict[int, Run] = {}
         self.prep: child.Preparation | None = None
         self.max_parallel = 1
@@ -78,45 +88,50 @@ class ForkServer:
         self.sequence = 0
         self.closing = False
         self.heavy_modules: list[str] = []
-        self.zygotes = Zygotes(self)
+        self.zygotes: Zygotes | None = Zygotes(self)  # None in a zygote: it never routes further
         self.configuration: dict[str, Any] = {}
-        self.outbox: list[bytes] = []
+        self.outbox: list[bytes | memoryview] = []
+        self.captures: list[Capture] = []  # idle, for reuse
+        self.sent_captures: list[Capture] = []  # queued in the outbox; idle after the next flush
 
     # -- wire -------------------------------------------------------------------------------
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], body: list[memoryview] | None = None) -> None:
         """Queue a message; :meth:`flush` writes everything queued in one go after each step."""
-        self.outbox.append(encode_message(message))
+        parts = body or []
+        self.outbox.append(encode_header(message, sum(len(part) for part in parts)))
+        self.outbox.extend(parts)
+
+    def send_raw(self, message: memoryview) -> None:
+        """Queue a whole encoded message (a zygote's answer), to be written before its buffer is reused."""
+        self.outbox.append(message)
 
     def flush(self) -> None:
-        if not self.outbox:
-            return
-        view = memoryview(b"".join(self.outbox))
-        self.outbox.clear()
-        while view:
-            try:
-                view = view[os.write(self.responses_fd, view) :]
-            except BlockingIOError:
-                select.select([], [self.responses_fd], [], 1.0)
+        if self.outbox:
+            write_all(self.responses_fd, self.outbox)
+            self.outbox.clear()
+        self.captures.extend(self.sent_captures)
+        self.sent_captures.clear()
 
     def on_requests(self) -> None:
+        assert self.inbox is not None
         try:
-            data = os.read(self.requests_fd, _READ_CHUNK)
+            count = self.inbox.fill(self.requests_fd)
         except BlockingIOError:
             return
-        if not data:
+        if not count:
             self.closing = True
             self.selector.unregister(self.requests_fd)
             return
         try:
-            messages = self.reader.feed(data)
+            messages = self.inbox.messages()
         except ProtocolError as exc:
             self.send({"op": "error", "message": str(exc)})
             self.closing = True
             return
-        for message in messages:
-            self.dispatch(message)
+        for message, body, whole in messages:
+            self.dispatch(message, body, whole)
 
-    def dispatch(self, message: dict[str, Any]) -> None:
+    def dispatch(self, message: dict[str, Any], body: memoryview, whole: memoryview) -> None:
         op = message.get("op")
         if op == "ping":
             usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -134,10 +149,10 @@ class ForkServer:
         elif op == "run":
             if self.prep is None:
                 self.send({"op": "error", "id": message.get("id"), "message": "not configured"})
-            elif message.get("zygote") and self.zygotes.route(message):
+            elif self.zygotes is not None and message.get("zygote") and self.zygotes.route(message, whole):
                 pass
             else:
-                self.queue.append(message)
+                self.stage(message, body)
         elif op == "shutdown":
             self.closing = True
         else:
@@ -167,40 +182,78 @@ class ForkServer:
         gc.collect()
         gc.freeze()  # keep the preloaded heap shared copy-on-write with every child
         self.prep = child.Preparation(loader, child.ChildStreams.create(), child.vm_size_bytes())
+        self.memory.grew = False
         self.send(
             {
                 "op": "configured",
                 "pid": os.getpid(),
                 "preload_failed": failed,
+                "private_memory": self.memory.advice,
                 "seconds": round(time.perf_counter() - started, 4),
             }
         )
 
     # -- runs -------------------------------------------------------------------------------
+    def stage(self, request: dict[str, Any], body: memoryview) -> None:
+        """Move the run's body (job text, stdin) out of the inbox into memfds its child reads."""
+        job_fd = stdin_fd = None
+        try:
+            job_bytes, stdin_bytes = section_sizes(request, RUN_SECTIONS, len(body))
+            job_fd = os.memfd_create("job")
+            write_all(job_fd, [body[:job_bytes]])
+            if stdin_bytes:
+                stdin_fd = os.memfd_create("stdin")
+                write_all(stdin_fd, [body[job_bytes:]])
+                os.lseek(stdin_fd, 0, os.SEEK_SET)
+        except (ProtocolError, OSError) as exc:
+            for fd in (job_fd, stdin_fd):
+                if fd is not None:
+                    os.close(fd)
+            self.send({"op": "error", "id": request.get("id"), "message": f"cannot stage run: {exc}"})
+            return
+        self.queue.append(Staged(request, job_fd, job_bytes, stdin_fd))
+
     def start_queued(self) -> None:
         while self.queue and len(self.runs) < self.max_parallel:
             self.start(self.queue.popleft())
 
-    def start(self, request: dict[str, Any]) -> None:
+    def _capture(self, output_cap: int, frame_cap: int) -> Capture:
+        for index, capture in enumerate(self.captures):
+            if capture.fits(output_cap, frame_cap):
+                del self.captures[index]
+                capture.reset()
+                return capture
+        if len(self.captures) >= self.max_parallel:
+            self.captures.pop(0).close()
+        return Capture(self.memory, output_cap, frame_cap)
+
+    def start(self, staged: Staged) -> None:
         assert self.prep is not None
+        request = staged.request
         limits = request["limits"]
+        capture = self._capture(int(limits["output_bytes"]), int(request.get("frame_bytes", 8 * 1024 * 1024)))
+        if self.memory.grew:  # a new private mapping: children's RLIMIT_AS is measured from here
+            self.prep = dataclasses.replace(self.prep, base_vm_bytes=child.vm_size_bytes())
+            self.memory.grew = False
         self.sequence += 1
         scratch = os.path.join(self.scratch_root, f"{self.scratch_prefix}-{self.sequence}")
         os.mkdir(scratch, 0o700)
-        stdin_bytes = str(request.get("stdin") or "").encode("utf-8", "surrogatepass")
-        if stdin_bytes:
-            stdin_fd = os.memfd_create("stdin")
-            os.write(stdin_fd, stdin_bytes)
-            os.lseek(stdin_fd, 0, os.SEEK_SET)
-        else:
-            stdin_fd = os.dup(child.RESULT_FD)  # fd 3 is /dev/null in the fork-server
         pipes = {name: os.pipe() for name in ("stdout", "stderr", "frame")}
-        fds = child.ChildFds(stdin_fd, pipes["stdout"][1], pipes["stderr"][1], pipes["frame"][1])
+        fds = child.ChildFds(
+            staged.stdin_fd,
+            pipes["stdout"][1],
+            pipes["stderr"][1],
+            pipes["frame"][1],
+            staged.job_fd,
+            staged.job_bytes,
+        )
         started = time.monotonic()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which always _exits
             child.run(fds, scratch, request, self.prep)
-        os.close(stdin_fd)
+        os.close(staged.job_fd)
+        if staged.stdin_fd is not None:
+            os.close(staged.stdin_fd)
         pidfd = None
         with contextlib.suppress(OSError, AttributeError):
             pidfd = os.pidfd_open(pid)
@@ -210,16 +263,13 @@ class ForkServer:
             started=started,
             deadline=started + float(limits["wall_time_seconds"]),
             scratch=scratch,
-            output_cap=int(limits["output_bytes"]),
-            frame_cap=int(request.get("frame_bytes", 8 * 1024 * 1024)),
+            capture=capture,
             pidfd=pidfd,
         )
         for name, (read_fd, write_fd) in pipes.items():
             os.close(write_fd)
             os.set_blocking(read_fd, False)
             run.streams[read_fd] = name
-            run.data[name] = bytearray()
-            run.truncated[name] = False
             self.selector.register(read_fd, selectors.EVENT_READ, ("stream", pid))
         if pidfd is not None:
             self.selector.register(pidfd, selectors.EVENT_READ, ("exit", pid))
@@ -227,25 +277,16 @@ class ForkServer:
 
     def on_stream(self, run: Run, fd: int) -> bool:
         """Read one chunk; False when there was nothing to read yet."""
-        name = run.streams[fd]
         try:
-            data = os.read(fd, _READ_CHUNK)
+            count = run.capture.read(fd, run.streams[fd])
         except BlockingIOError:
             return False
-        if not data:
+        if count < 0:  # over the cap: the rest is never read
+            self.kill(run, "output")
+        if count <= 0:
             self.selector.unregister(fd)
             os.close(fd)
             del run.streams[fd]
-            return True
-        cap = run.frame_cap if name == "frame" else run.output_cap
-        buffer = run.data[name]
-        room = cap - len(buffer)
-        if len(data) > room:
-            buffer += data[: max(room, 0)]
-            run.truncated[name] = True
-            self.kill(run, "output")
-        else:
-            buffer += data
         return True
 
     def kill(self, run: Run, reason: str) -> None:
@@ -298,17 +339,11 @@ class ForkServer:
                 "wall_time_seconds": round(ended - run.started, 6),
                 "cpu_time_seconds": round(cpu, 6),
                 "peak_memory_kib": usage.ru_maxrss if usage is not None else 0,
-                "stdout": base64.b64encode(run.data["stdout"]).decode("ascii"),
-                "stderr": base64.b64encode(run.data["stderr"]).decode("ascii"),
-                "stdout_truncated": run.truncated["stdout"],
-                "stderr_truncated": run.truncated["stderr"],
-                "frame": base64.b64encode(run.data["frame"]).decode("ascii"),
-                "frame_truncated": run.truncated["frame"],
-            }
+                **run.capture.header_fields(),
+            },
+            run.capture.sections(),
         )
-
-    def send_raw(self, frame: bytes) -> None:
-        self.outbox.append(frame)
+        self.sent_captures.append(run.capture)
 
     # -- loop -------------------------------------------------------------------------------
     def timeout(self) -> float | None:
@@ -328,7 +363,8 @@ class ForkServer:
                 continue
             kind, pid = key.data
             if kind == "zygote":
-                self.zygotes.on_readable(pid)
+                if self.zygotes is not None:
+                    self.zygotes.on_readable(pid)
                 continue
             run = self.runs.get(pid)
             if run is None:
@@ -347,6 +383,12 @@ class ForkServer:
         self.flush()
 
     def serve(self, *, greet: bool = True) -> None:
+        try:
+            self.inbox = Inbox(self.memory)
+        except OSError as exc:  # fail closed: without private memory, children could see earlier runs
+            self.send({"op": "error", "message": f"private memory: {exc}"})
+            self.flush()
+            return
         os.set_blocking(self.requests_fd, False)
         self.selector.register(self.requests_fd, selectors.EVENT_READ, None)
         if greet:
@@ -354,19 +396,40 @@ class ForkServer:
             self.flush()
         while not (self.closing and not self.runs and not self.queue):
             if self.closing:
-                self.queue.clear()
-                self.zygotes.close_all()
+                while self.queue:
+                    self._discard(self.queue.popleft())
+                if self.zygotes is not None:
+                    self.zygotes.close_all()
             self.step()
+
+    @staticmethod
+    def _discard(staged: Staged) -> None:
+        os.close(staged.job_fd)
+        if staged.stdin_fd is not None:
+            os.close(staged.stdin_fd)
 
 
 def _own_protocol_fds() -> tuple[int, int]:
-    """Move the protocol off 0/1 so stray prints cannot corrupt it, and keep fd 3 reserved."""
+    """Move the protocol off 0/1 so stray prints cannot corrupt it, and keep fd 3 reserved.
+
+    With ``SANDBOXD_CHANNEL`` set, the protocol runs over that unix socket instead of stdin and
+    stdout (sandboxd/backends/channel.py): connect, present the token, then speak.
+    """
     null = os.open(os.devnull, os.O_RDWR)
     if null != child.RESULT_FD:
         os.dup2(null, child.RESULT_FD)
         os.close(null)
-    requests_fd = os.dup(0)
-    responses_fd = os.dup(1)
+    channel = os.environ.pop("SANDBOXD_CHANNEL", None)
+    token = os.environ.pop("SANDBOXD_CHANNEL_TOKEN", "")
+    if channel:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(channel)
+            write_all(connection.fileno(), [token.encode("ascii") + b"\n"])  # write(2): sendto is not allowed
+            requests_fd = connection.detach()
+        responses_fd = requests_fd
+    else:
+        requests_fd = os.dup(0)
+        responses_fd = os.dup(1)
     os.dup2(child.RESULT_FD, 0)
     os.dup2(child.RESULT_FD, 1)
     return requests_fd, responses_fd
@@ -376,6 +439,7 @@ def heavy_zygote(parent: ForkServer, fd: int) -> int:
     """Body of a forked zygote: import the heavy modules, then serve runs over ``fd``."""
     assert parent.prep is not None
     server = ForkServer(fd, fd)
+    server.zygotes = None
     for name in parent.heavy_modules:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
@@ -399,6 +463,7 @@ def main(argv: list[str] | None = None) -> None:
         # An exec'd zygote (another hash seed): fds 0-3 are already /dev/null; PID 1 configures us.
         fd = int(args[1])
         server = ForkServer(fd, fd)
+        server.zygotes = None
         server.scratch_prefix = f"z{os.getpid()}"
         server.serve(greet=False)
         return

@@ -5,29 +5,29 @@
 - ``seed:N``: a fresh interpreter exec'd with ``PYTHONHASHSEED=N`` and configured like PID 1, for
   determinism checks across hash seeds (str hashes, and so set order, depend on the seed).
 
-Both speak the same protocol over a socketpair; PID 1 forwards their result frames unchanged.
+Both speak the same protocol over a socketpair. PID 1 forwards run messages to them and their
+answers to the daemon byte for byte, through private memory (see :mod:`.private`): it decodes only
+the headers. A zygote is forked from PID 1 or exec'd, so it starts with no model text either.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
-import select
 import selectors
 import socket
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .protocol import encode_message, split_frames
+from .private import Inbox, write_all
+from .protocol import ProtocolError, encode_message
 
 if TYPE_CHECKING:
     from .forkserver import ForkServer
 
 ZYGOTE_FD = 4  # fds 0-3 are taken (see forkserver._own_protocol_fds)
-_READ_CHUNK = 65536
 _MAX_ZYGOTES = 8
 
 
@@ -35,7 +35,7 @@ _MAX_ZYGOTES = 8
 class Zygote:
     pid: int
     fd: int
-    buffer: bytearray = field(default_factory=bytearray)
+    inbox: Inbox
     inflight: set[str] = field(default_factory=set)
 
 
@@ -45,8 +45,11 @@ class Zygotes:
         self.by_tag: dict[str, Zygote] = {}
         self.tag_of_pid: dict[int, str] = {}
 
-    def route(self, message: dict[str, Any]) -> bool:
-        """Send a tagged run to its zygote (starting it if needed); False to run it locally."""
+    def route(self, message: dict[str, Any], whole: memoryview) -> bool:
+        """Send a tagged run (``whole``, as received) to its zygote, starting it if needed.
+
+        False means: run it here. A zygote does not route any further.
+        """
         tag = str(message.get("zygote"))
         zygote = self.by_tag.get(tag)
         if zygote is None:
@@ -54,10 +57,7 @@ class Zygotes:
             if zygote is None:
                 return False
         zygote.inflight.add(str(message.get("id")))
-        forwarded = {
-            key: value for key, value in message.items() if key != "zygote"
-        }  # run it there, not again
-        self._write(zygote, encode_message(forwarded))
+        write_all(zygote.fd, [whole])
         return True
 
     def _spawn(self, tag: str) -> Zygote | None:
@@ -69,6 +69,10 @@ class Zygotes:
         elif tag.startswith("seed:") and tag[5:].isdigit():
             seed = tag[5:]
         else:
+            return None
+        try:
+            inbox = Inbox(server.memory)
+        except OSError:
             return None
         ours, theirs = socket.socketpair()
         pid = os.fork()
@@ -102,7 +106,7 @@ class Zygotes:
         fd = ours.detach()
         os.set_blocking(fd, False)
         server.selector.register(fd, selectors.EVENT_READ, ("zygote", pid))
-        zygote = Zygote(pid=pid, fd=fd)
+        zygote = Zygote(pid=pid, fd=fd, inbox=inbox)
         self.by_tag[tag] = zygote
         self.tag_of_pid[pid] = tag
         if seed is not None:  # a fresh interpreter: configure it like PID 1, with the heavy modules too
@@ -110,17 +114,8 @@ class Zygotes:
             preload = [*server.configuration.get("preload", []), *server.heavy_modules]
             bpf = base64.b64encode(server.prep.loader.program).decode("ascii")
             configure = {**server.configuration, "preload": preload, "heavy_modules": [], "bpf": bpf}
-            self._write(zygote, encode_message(configure))
+            write_all(zygote.fd, [encode_message(configure)])
         return zygote
-
-    @staticmethod
-    def _write(zygote: Zygote, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(zygote.fd, view) :]
-            except BlockingIOError:
-                select.select([], [zygote.fd], [], 1.0)
 
     def on_readable(self, pid: int) -> None:
         tag = self.tag_of_pid.get(pid)
@@ -128,17 +123,19 @@ class Zygotes:
         if zygote is None:
             return
         try:
-            data = os.read(zygote.fd, _READ_CHUNK)
+            count = zygote.inbox.fill(zygote.fd)
+            messages = zygote.inbox.messages()
         except BlockingIOError:
             return
-        zygote.buffer += data
-        for frame in split_frames(zygote.buffer):
-            message = _peek(frame)
+        except (ProtocolError, OSError):
+            count, messages = 0, []
+        for message, _, whole in messages:
             if message.get("op") == "configured":
                 continue  # our own configure of an exec'd zygote
             zygote.inflight.discard(str(message.get("id")))
-            self.server.send_raw(frame)
-        if not data:  # the zygote died: fail what it held; it is respawned on next use
+            self.server.send_raw(whole)
+        self.server.flush()  # the views point into the inbox, which the next fill reuses
+        if not count:  # the zygote died (or broke protocol): fail what it held; respawned on next use
             self._drop(pid, "zygote died")
 
     def _drop(self, pid: int, reason: str) -> None:
@@ -146,6 +143,7 @@ class Zygotes:
         zygote = self.by_tag.pop(tag)
         self.server.selector.unregister(zygote.fd)
         os.close(zygote.fd)
+        zygote.inbox.close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(zygote.pid, 0)
         for run_id in zygote.inflight:
@@ -157,11 +155,3 @@ class Zygotes:
                 os.close(zygote.fd)
         self.by_tag.clear()
         self.tag_of_pid.clear()
-
-
-def _peek(frame: bytes) -> dict[str, Any]:
-    with contextlib.suppress(ValueError):
-        message = json.loads(frame[4:])
-        if isinstance(message, dict):
-            return message
-    return {}

@@ -1,8 +1,9 @@
-"""The safety watchdog: YAML rule packs and the static (pre-execution) check.
+"""The safety watchdog: YAML rule packs, the static (pre-execution) and post-execution checks, plugins.
 
-``check_source(source, packs, role, task_type)`` is pure: it parses ``source`` with :mod:`ast` (never runs
-it) and returns a :class:`Decision`. Post-execution and formal checks, plugins, tripwires and throttling are
-not built yet; see ``docs/watchdog.md``.
+``check_source(source, packs, role, task_type)`` is pure: it parses ``source`` with :mod:`ast` and
+ast-grep (never runs it) and returns a :class:`Decision`. ``check_outcome(outcome, packs, role, task_type)``
+judges a finished run the same way. See ``docs/watchdog.md``. The runtime half (tripwires, honeytokens,
+the alignment-confidence throttle) is :mod:`sandboxd.watchdog.sentinel`; see ``docs/safety.md``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,23 @@ if TYPE_CHECKING:
     from .checker import check_source
     from .criteria import Pack
     from .decision import Decision, DecisionKind, Finding
+    from .diff import Change, diff_packs
+    from .outcome import Outcome
     from .packs import DEFAULT_PACK_DIR, PackError, Problem, default_packs, load_pack, load_packs
+    from .plugins import CheckContext, WatchdogCheck
+    from .postexec import check_outcome
     from .selftest import CaseResult, run_inline_tests
 
 # Lazy, so that ``sandboxd image tag`` (which registers the ``policy`` CLI group) imports neither pydantic
 # nor yaml; ``from sandboxd.watchdog import check_source`` works as usual.
 _HOMES = {
     "check_source": "checker",
+    "check_outcome": "postexec",
+    "Outcome": "outcome",
+    "Change": "diff",
+    "diff_packs": "diff",
+    "CheckContext": "plugins",
+    "WatchdogCheck": "plugins",
     "Pack": "criteria",
     "Decision": "decision",
     "DecisionKind": "decision",
@@ -45,14 +56,20 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_PACK_DIR",
     "CaseResult",
+    "Change",
+    "CheckContext",
     "Decision",
     "DecisionKind",
     "Finding",
+    "Outcome",
     "Pack",
     "PackError",
     "Problem",
+    "WatchdogCheck",
+    "check_outcome",
     "check_source",
     "default_packs",
+    "diff_packs",
     "load_pack",
     "load_packs",
     "run_inline_tests",

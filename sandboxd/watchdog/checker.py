@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator
 from .criteria import CompiledRule, Names, Pack
 from .decision import Decision, Finding, decide
 from .facts import Fact, Facts, extract
+from .patterns import Tree
+from .plugins import CheckContext, plugin_findings
 from .rules import Role
 
 MAX_FINDINGS_PER_RULE = 20  # bounded evidence: a program with 10k os calls yields 20 findings
@@ -15,11 +17,15 @@ MAX_FINDINGS_PER_RULE = 20  # bounded evidence: a program with 10k os calls yiel
 def check_source(source: str, packs: Iterable[Pack], role: Role, task_type: str | None = None) -> Decision:
     """Run every rule of ``packs`` that applies to ``role`` and ``task_type`` (``None``: all task types)."""
     facts = extract(source)
+    tree = Tree(source)
     findings: list[Finding] = []
     for pack in packs:
         for rule in pack.rules:
-            if applies(rule, role, task_type):
-                findings.extend(rule_findings(rule, facts, source))
+            if rule.rule.phase == "static" and applies(rule, role, task_type):
+                findings.extend(rule_findings(rule, facts, source, tree))
+        if pack.plugins:
+            context = CheckContext(source, role, task_type)
+            findings.extend(plugin_findings(pack.plugins, pack.name, "static", context))
     return decide(findings)
 
 
@@ -31,13 +37,18 @@ def applies(rule: CompiledRule, role: Role, task_type: str | None) -> bool:
     return task_type is None or not scope.task_types or task_type in scope.task_types
 
 
-def rule_findings(rule: CompiledRule, facts: Facts, source: str) -> list[Finding]:
+def rule_findings(rule: CompiledRule, facts: Facts, source: str, tree: Tree | None = None) -> list[Finding]:
     """The findings of one rule on one program, at most :data:`MAX_FINDINGS_PER_RULE`."""
     skip = rule.exemptions.unless_calls
     if skip and any(skip.matches(f.name) for f in facts.calls):
         return []
+    return bounded(rule, _evidence(rule, facts, source, tree or Tree(source)))
+
+
+def bounded(rule: CompiledRule, evidence: Iterable[tuple[int, int, str]]) -> list[Finding]:
+    """One finding per piece of evidence, at most :data:`MAX_FINDINGS_PER_RULE`."""
     found: list[Finding] = []
-    for line, col, evidence in _evidence(rule, facts, source):
+    for line, col, evidence_text in evidence:
         found.append(
             Finding(
                 rule_id=rule.rule.id,
@@ -47,7 +58,7 @@ def rule_findings(rule: CompiledRule, facts: Facts, source: str) -> list[Finding
                 message=rule.rule.description,
                 line=line,
                 col=col,
-                evidence=evidence,
+                evidence=evidence_text,
             )
         )
         if len(found) >= MAX_FINDINGS_PER_RULE:
@@ -55,7 +66,7 @@ def rule_findings(rule: CompiledRule, facts: Facts, source: str) -> list[Finding
     return found
 
 
-def _evidence(rule: CompiledRule, facts: Facts, source: str) -> Iterator[tuple[int, int, str]]:
+def _evidence(rule: CompiledRule, facts: Facts, source: str, tree: Tree) -> Iterator[tuple[int, int, str]]:
     c, x = rule.criteria, rule.exemptions
     yield from _facts("import", facts.imports, c.imports, x.imports)
     yield from _facts("call", facts.calls, c.calls, x.calls)
@@ -67,6 +78,9 @@ def _evidence(rule: CompiledRule, facts: Facts, source: str) -> Iterator[tuple[i
             line = source.count("\n", 0, hit.start()) + 1
             col = hit.start() - (source.rfind("\n", 0, hit.start()) + 1)
             yield line, col, f"regex {pattern.pattern!r} matched {hit.group(0)[:80]!r}"
+    if facts.parsed:  # like the AST facts, patterns judge only sources that parse
+        for structural in c.structural:
+            yield from tree.hits(structural)
     caps = (
         ("source_bytes", facts.source_bytes, c.max_source_bytes, True),
         ("ast_nodes", facts.ast_nodes, c.max_ast_nodes, facts.parsed),

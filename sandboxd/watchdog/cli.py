@@ -1,8 +1,10 @@
-"""``sandboxd policy validate|test|explain``: check watchdog packs and see which rules fire on a program."""
+"""``sandboxd policy validate|test|explain|diff``: check watchdog packs, see which rules fire on a program,
+and flag the changes between two versions of the packs that loosen the watchdog."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,8 +66,40 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+# ``policy diff`` exit codes (docs/watchdog.md, "policy diff")
+DIFF_SAME_OR_TIGHTER = 0  # nothing loosens (there may be tightening changes)
+DIFF_LOOSENS = 1  # at least one change loosens the watchdog
+DIFF_UNREADABLE = 2  # a side does not load (invalid pack, missing path); argparse also uses 2 for usage
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .diff import diff_packs, loosening  # noqa: PLC0415 - imported lazily, see the module docstring
+    from .packs import PackError, load_packs  # noqa: PLC0415 - imported lazily, see the module docstring
+
+    sides = []
+    for label, path in (("OLD", args.old), ("NEW", args.new)):
+        if not path.exists():
+            print(f"{label} {path}: no such file or directory", file=sys.stderr)
+            return DIFF_UNREADABLE
+        try:
+            sides.append(load_packs([path]))
+        except (PackError, OSError) as exc:
+            print(f"{label} {path} does not load:\n{exc}", file=sys.stderr)
+            return DIFF_UNREADABLE
+    changes = diff_packs(sides[0], sides[1])
+    loose = loosening(changes)
+    if args.json:
+        rows = [{"effect": c.effect, "pack": c.pack, "item": c.item, "message": c.message} for c in changes]
+        print(json.dumps({"loosening": len(loose), "changes": rows}, indent=2))
+    else:
+        for change in changes:
+            print(change)
+        print(f"{len(changes)} changes, {len(loose)} loosening")
+    return DIFF_LOOSENS if loose else DIFF_SAME_OR_TIGHTER
+
+
 def register_policy(subparsers: Subparsers) -> None:
-    """``sandboxd policy validate|test|explain``: watchdog rule packs."""
+    """``sandboxd policy validate|test|explain|diff``: watchdog rule packs."""
     parser = subparsers.add_parser("policy", help="validate, test and explain watchdog rule packs")
     commands = parser.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
     validate = commands.add_parser("validate", help="check pack files; exit 1 with file:line: field errors")
@@ -85,3 +119,12 @@ def register_policy(subparsers: Subparsers) -> None:
         "--all-packs", action="store_true", help="include optional profiles such as azr-compat"
     )
     explain.set_defaults(handler=_explain)
+    diff = commands.add_parser(
+        "diff",
+        help="list the changes between two sets of packs; exit 1 if any loosens the watchdog",
+        description="Exit codes: 0 nothing loosens, 1 a change loosens, 2 a side does not load.",
+    )
+    diff.add_argument("old", type=Path, metavar="OLD", help="pack file or directory")
+    diff.add_argument("new", type=Path, metavar="NEW", help="pack file or directory")
+    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
+    diff.set_defaults(handler=_diff)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from .rules import Rule
+from .rules import PluginUse, Rule
 
 
 @dataclass(frozen=True)
@@ -17,12 +18,13 @@ class Names:
     exact: frozenset[str] = frozenset()
     wildcards: tuple[re.Pattern[str], ...] = ()
     prefix: bool = False  # imports: ``os`` also matches ``os.path``
+    source: frozenset[str] = frozenset()  # the patterns as written (after list expansion), for ``policy diff``
 
     @classmethod
     def of(cls, patterns: Sequence[str], *, prefix: bool = False) -> Names:
         exact = frozenset(p for p in patterns if not _is_wild(p))
         wild = tuple(re.compile(fnmatch.translate(p)) for p in patterns if _is_wild(p))
-        return cls(exact, wild, prefix)
+        return cls(exact, wild, prefix, frozenset(patterns))
 
     def __bool__(self) -> bool:
         return bool(self.exact or self.wildcards)
@@ -50,6 +52,24 @@ class Criteria:
     max_ast_nodes: int | None = None
     max_depth: int | None = None
     max_source_bytes: int | None = None
+    structural: tuple[Structural, ...] = ()  # ast-grep patterns (sandboxd/watchdog/patterns.py)
+    # Phase ``post`` (sandboxd/watchdog/postexec.py)
+    statuses: frozenset[str] = frozenset()
+    stdout_regex: tuple[re.Pattern[str], ...] = ()
+    stderr_regex: tuple[re.Pattern[str], ...] = ()
+    max_cpu_time_seconds: float | None = None
+    max_wall_time_seconds: float | None = None
+    max_peak_memory_bytes: int | None = None
+    max_output_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Structural:
+    """One ast-grep pattern with the ``not_pattern`` of its rule folded in, as an ast-grep rule config."""
+
+    pattern: str
+    config: Mapping[str, Any] = field(hash=False, compare=False)
+    anchors: tuple[str, ...] = ()  # words every match contains: a source without one is not parsed
 
 
 @dataclass(frozen=True)
@@ -78,3 +98,12 @@ class Pack:
     enabled_by_default: bool
     path: str
     rules: tuple[CompiledRule, ...]
+    plugins: tuple[PluginBinding, ...] = ()  # plugin checks enabled by name (sandboxd/watchdog/plugins.py)
+
+
+@dataclass(frozen=True)
+class PluginBinding:
+    """A loaded plugin check as a pack enabled it: the pack's mode and scope apply to its findings."""
+
+    use: PluginUse
+    check: Any = field(hash=False, compare=False)  # a ``sandboxd.watchdog.plugins.WatchdogCheck``

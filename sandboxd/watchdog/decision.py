@@ -46,3 +46,11 @@ def decide(findings: Iterable[Finding]) -> Decision:
     if "warn" in modes:
         return Decision(DecisionKind.WARN, found)
     return Decision(DecisionKind.ALLOW, found)
+
+
+def combine(*decisions: Decision | None) -> Decision | None:
+    """One decision from the phases that ran (static, post, semantic); None when none ran."""
+    ran = [d for d in decisions if d is not None]
+    if not ran:
+        return None
+    return decide(f for d in ran for f in d.findings)

@@ -7,14 +7,20 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import ValidationError
 
 from sandboxd.exceptions import ConfigurationError
 
-from .criteria import CompiledRule, Criteria, Exemptions, Names, Pack
+from .criteria import CompiledRule, Criteria, Exemptions, Names, Pack, Structural
+from .patterns import compile_pattern, pattern_problem
+from .phases import phase_problems
+from .plugins import bind_plugins
 from .rules import Match, PackFile, Rule
+
+_N = TypeVar("_N", int, float)
 
 DEFAULT_PACK_DIR = Path(__file__).resolve().parents[2] / "policies" / "watchdog"
 
@@ -101,10 +107,13 @@ class _Resolver:
         for name, macro in self.spec.macros.items():
             if macro.macros:
                 self._problem(("macros", name, "macros"), "a macro cannot use other macros")
+        if not self.spec.rules and not self.spec.plugins:
+            self._problem(("rules",), "a pack needs at least one rule or plugin")
+        plugins = bind_plugins(self.spec.plugins, self._problem)
         if self.problems:
             raise PackError(self.problems)
         s = self.spec
-        return Pack(s.name, s.description, s.enabled_by_default, self.file, tuple(rules))
+        return Pack(s.name, s.description, s.enabled_by_default, self.file, tuple(rules), plugins)
 
     def _rule(self, rule: Rule, loc: Loc) -> CompiledRule:
         blocks: list[tuple[Match, Loc]] = [(rule.match, (*loc, "match"))]
@@ -125,9 +134,19 @@ class _Resolver:
             max_ast_nodes=_least(b.max_ast_nodes for b, _ in blocks),
             max_depth=_least(b.max_depth for b, _ in blocks),
             max_source_bytes=_least(b.max_source_bytes for b, _ in blocks),
+            structural=tuple(self._structural(blocks)),
+            statuses=frozenset(s for b, _ in blocks for s in b.statuses),
+            stdout_regex=tuple(self._regexes(blocks, "stdout_regex")),
+            stderr_regex=tuple(self._regexes(blocks, "stderr_regex")),
+            max_cpu_time_seconds=_least(b.max_cpu_time_seconds for b, _ in blocks),
+            max_wall_time_seconds=_least(b.max_wall_time_seconds for b, _ in blocks),
+            max_peak_memory_bytes=_least(b.max_peak_memory_bytes for b, _ in blocks),
+            max_output_bytes=_least(b.max_output_bytes for b, _ in blocks),
         )
         if not _any_criterion(criteria):
             self._problem((*loc, "match"), "the match block lists no facts and no caps")
+        for field_name, problem in phase_problems(rule, loc, blocks):
+            self._problem(field_name, problem)
         exemptions = Exemptions(
             imports=Names.of(self._names(x.imports, (*xloc, "imports")), prefix=True),
             calls=Names.of(self._names(x.calls, (*xloc, "calls"))),
@@ -154,14 +173,27 @@ class _Resolver:
                 self._problem((*loc, k), f"unknown list {entry[1:]!r}")
         return out
 
-    def _regexes(self, blocks: list[tuple[Match, Loc]]) -> list[re.Pattern[str]]:
+    def _regexes(self, blocks: list[tuple[Match, Loc]], fact: str = "regex") -> list[re.Pattern[str]]:
         out: list[re.Pattern[str]] = []
         for block, loc in blocks:
-            for k, pattern in enumerate(block.regex):
+            for k, pattern in enumerate(getattr(block, fact)):
                 try:
                     out.append(re.compile(pattern))
                 except re.error as exc:
-                    self._problem((*loc, "regex", k), f"invalid regex: {exc}")
+                    self._problem((*loc, fact, k), f"invalid regex: {exc}")
+        return out
+
+    def _structural(self, blocks: list[tuple[Match, Loc]]) -> list[Structural]:
+        out: list[Structural] = []
+        for block, loc in blocks:
+            for fact in ("pattern", "not_pattern"):
+                for k, pattern in enumerate(getattr(block, fact)):
+                    problem = pattern_problem(pattern)
+                    if problem is not None:
+                        self._problem((*loc, fact, k), problem)
+            if block.not_pattern and not block.pattern:
+                self._problem((*loc, "not_pattern"), "not_pattern needs a pattern in the same block")
+            out.extend(compile_pattern(p, block.not_pattern) for p in block.pattern)
         return out
 
     def _problem(self, loc: Loc, message: str) -> None:
@@ -171,10 +203,12 @@ class _Resolver:
 def _any_criterion(c: Criteria) -> bool:
     names = (c.imports, c.calls, c.attributes, c.names, c.methods)
     caps = (c.max_ast_nodes, c.max_depth, c.max_source_bytes)
-    return any(names) or bool(c.regex) or any(cap is not None for cap in caps)
+    post = (c.max_cpu_time_seconds, c.max_wall_time_seconds, c.max_peak_memory_bytes, c.max_output_bytes)
+    texts = (c.regex, c.structural, c.statuses, c.stdout_regex, c.stderr_regex)
+    return any(names) or any(texts) or any(cap is not None for cap in (*caps, *post))
 
 
-def _least(values: Iterable[int | None]) -> int | None:
+def _least(values: Iterable[_N | None]) -> _N | None:
     present = [v for v in values if v is not None]
     return min(present) if present else None
 

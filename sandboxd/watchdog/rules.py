@@ -16,6 +16,11 @@ Role = Literal["proposer", "solver"]
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,79}$")]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 Pattern = Annotated[str, Field(min_length=1, max_length=200)]
+AstPattern = Annotated[str, Field(min_length=1, max_length=2000)]  # an ast-grep pattern (``type($A, $B, $C)``)
+Phase = Literal["static", "post"]  # static: the source, before execution; post: the run's outcome, after it
+RunStatus = Literal[
+    "ok", "runtime_error", "timeout", "memory_limit", "output_limit", "sandbox_violation", "internal_error"
+]
 
 
 class _Frozen(BaseModel):
@@ -39,6 +44,17 @@ class Match(_Frozen):
     max_ast_nodes: int | None = Field(None, ge=1)
     max_depth: int | None = Field(None, ge=1)  # nesting depth of the AST
     max_source_bytes: int | None = Field(None, ge=1)  # UTF-8 size of the source
+    # Structural patterns (ast-grep, Python grammar; ``$X`` one node, ``$$$X`` any number of nodes).
+    pattern: tuple[AstPattern, ...] = ()
+    not_pattern: tuple[AstPattern, ...] = ()  # a ``pattern`` hit inside a node matching one of these is no evidence
+    # Phase ``post`` only: facts about the run's outcome (sandboxd/watchdog/postexec.py).
+    statuses: tuple[RunStatus, ...] = ()  # the run ended with one of these statuses
+    stdout_regex: tuple[Pattern, ...] = ()
+    stderr_regex: tuple[Pattern, ...] = ()
+    max_cpu_time_seconds: float | None = Field(None, gt=0)
+    max_wall_time_seconds: float | None = Field(None, gt=0)
+    max_peak_memory_bytes: int | None = Field(None, ge=1)
+    max_output_bytes: int | None = Field(None, ge=1)  # stdout plus stderr, UTF-8
 
 
 class Exceptions(_Frozen):
@@ -70,10 +86,22 @@ class Generated(_Frozen):
         return self.prefix + self.repeat * self.times + self.suffix
 
 
-TestCase = str | Generated
+class OutcomeCase(_Frozen):
+    """An inline test case of a ``post`` rule: the outcome of a run (nothing is executed)."""
+
+    status: RunStatus = "ok"
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int | None = 0
+    cpu_time_seconds: float = Field(0.0, ge=0)
+    wall_time_seconds: float = Field(0.0, ge=0)
+    peak_memory_bytes: int = Field(0, ge=0)
 
 
-def render(case: TestCase) -> str:
+TestCase = str | Generated | OutcomeCase
+
+
+def render(case: str | Generated) -> str:
     return case if isinstance(case, str) else case.render()
 
 
@@ -87,6 +115,7 @@ class RuleTests(_Frozen):
 class Rule(_Frozen):
     id: RuleId
     description: str = Field(min_length=1)
+    phase: Phase = "static"  # ``post`` rules judge the run's outcome (statuses, usage, output)
     mode: Mode = "enforce"
     severity: Severity = "high"
     tags: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,62}$")], ...] = ()
@@ -94,6 +123,14 @@ class Rule(_Frozen):
     match: Match
     exceptions: Exceptions = Exceptions()
     tests: RuleTests  # required: a rule without tests cannot be reviewed
+
+
+class PluginUse(_Frozen):
+    """A plugin check enabled by name; the pack decides the mode of its findings."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,62}$")]  # the entry point's name
+    mode: Mode = "enforce"
+    applies_to: AppliesTo = AppliesTo()
 
 
 class PackFile(_Frozen):
@@ -106,4 +143,6 @@ class PackFile(_Frozen):
     enabled_by_default: bool = True  # optional profiles (such as AZR compatibility) set this to false
     lists: dict[Name, tuple[Pattern, ...]] = {}
     macros: dict[Name, Match] = {}
-    rules: tuple[Rule, ...] = Field(min_length=1)
+    rules: tuple[Rule, ...] = ()  # a pack needs at least one rule or plugin
+    plugins: tuple[PluginUse, ...] = ()  # checks from the ``sandboxd.watchdog`` entry-point group
+

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from .checker import rule_findings
 from .criteria import Pack
 from .facts import extract
-from .rules import render
+from .outcome import Outcome
+from .postexec import outcome_findings
+from .rules import OutcomeCase, render
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,7 @@ class CaseResult:
     pack: str
     rule_id: str
     expected: str  # "invalid" (must fire) or "valid" (must not fire)
-    code: str
+    code: str  # the program, or the outcome as JSON for a ``post`` rule
     passed: bool
 
 
@@ -27,6 +29,10 @@ def run_inline_tests(packs: Iterable[Pack]) -> Iterator[CaseResult]:
             tests = rule.rule.tests
             cases = [("invalid", c) for c in tests.invalid] + [("valid", c) for c in tests.valid]
             for expected, case in cases:
-                code = render(case)
-                fired = bool(rule_findings(rule, extract(code), code))
+                if isinstance(case, OutcomeCase):
+                    code = case.model_dump_json(exclude_defaults=True)
+                    fired = bool(outcome_findings(rule, Outcome.of_case(case)))
+                else:
+                    code = render(case)
+                    fired = bool(rule_findings(rule, extract(code), code))
                 yield CaseResult(pack.name, rule.rule.id, expected, code, fired == (expected == "invalid"))
