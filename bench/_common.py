@@ -203,8 +203,13 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def running_daemon(ready_timeout: float = 180.0, tag: str = "") -> Iterator[Daemon]:
-    """Start ``sandboxd serve`` on a free loopback port; wait for /readyz; stop and sweep on exit."""
+def running_daemon(
+    ready_timeout: float = 180.0, tag: str = "", launcher: Sequence[str] = (str(SANDBOXD),)
+) -> Iterator[Daemon]:
+    """Start ``sandboxd serve`` on a free loopback port; wait for /readyz; stop and sweep on exit.
+
+    ``launcher`` is the command that takes ``serve --port N`` (bench/ledger.py passes a bench-only one).
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
     instance = f"bench-{tag + '-' if tag else ''}{secrets.token_hex(4)}"
     port = free_port()
@@ -212,7 +217,7 @@ def running_daemon(ready_timeout: float = 180.0, tag: str = "") -> Iterator[Daem
     env = {**os.environ, "SANDBOXD_INSTANCE": instance, "SANDBOXD_PORT": str(port)}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(SANDBOXD), "serve", "--port", str(port)],
+            [*launcher, "serve", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .exceptions import ConfigurationError
 from .limits import Limits
+from .reviews.policy import ReviewPolicy
+from .reward.policy import ValueRewardPolicy
 
 MiB = 1024 * 1024
 PolicyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
@@ -115,6 +117,8 @@ class SandboxPolicy(_Frozen):
     encoder: EncoderCaps = EncoderCaps()
     azr: AzrOptions = AzrOptions()
     watchdog: WatchdogOptions = WatchdogOptions()
+    value_reward: ValueRewardPolicy = ValueRewardPolicy()  # the shaped reward in check (docs/value-reward.md)
+    reviews: ReviewPolicy = ReviewPolicy()  # human spot checks, off by default (docs/reviews.md)
 
     @model_validator(mode="after")
     def _consistent(self) -> SandboxPolicy:

@@ -23,6 +23,7 @@ from .ledger.recorder import Recorder
 from .metrics import Metrics
 from .policy import SandboxPolicy, load_policies
 from .pool import Pool
+from .reviews.desk import ReviewDesk
 from .run import RunResult, RunSpec
 from .seccomp import container_profile
 from .settings import Settings
@@ -121,6 +122,7 @@ class Service:
             )
         self.watchdog_packs = load_watchdog_packs(self.policies, settings.policies_dir)
         self.sentinel = Sentinel.from_settings(settings, self.metrics, self.record_event)  # docs/safety.md
+        self.reviews = ReviewDesk(self.ledger.config.url, self.ledger, self.sentinel.observe_label)  # docs/reviews.md
         self.backend = backend or load_backend(settings)
         self.pools: dict[str, Pool] = {}
         self.executor = Executor(self.pools)
@@ -128,6 +130,7 @@ class Service:
         self.draining = False  # SIGTERM: no new work is admitted (sandboxd.api.drain)
         self._watch: asyncio.Task[None] | None = None
         self._probe: asyncio.Future[None] | None = None
+        self._swept = False  # orphans of a crashed predecessor removed
 
     @property
     def labels(self) -> dict[str, str]:
@@ -146,16 +149,27 @@ class Service:
             )
         await self.check()
         if self.unavailable is None:
-            removed = await self.backend.remove_labelled(self.labels)
-            if removed:
-                log.warning(
-                    "removed %d orphaned sandbox containers of instance %s", removed, self.settings.instance
-                )
+            await self._sweep_orphans()
             if self.settings.warm_pools:
                 for pool in self.pools.values():
                     await pool.start()
         self._watch = asyncio.create_task(self._watch_engine())
         await self.sentinel.start()
+
+    async def _sweep_orphans(self) -> None:
+        """Remove the containers a crashed predecessor of this instance left; once, when the engine answers."""
+        try:
+            removed = await asyncio.wait_for(
+                self.backend.remove_labelled(self.labels), self.settings.engine_call_timeout_seconds
+            )
+        except (SandboxdError, TimeoutError) as exc:
+            log.warning("could not remove orphaned containers yet: %s", exc)
+            return
+        self._swept = True
+        if removed:
+            log.warning(
+                "removed %d orphaned sandbox containers of instance %s", removed, self.settings.instance
+            )
 
     async def check(self) -> None:
         """Fail closed: record why isolation is unavailable, or clear the reason.
@@ -200,9 +214,12 @@ class Service:
             last = now
             was = self.unavailable
             await self.check()
-            if was is not None and self.unavailable is None and self.settings.warm_pools:
-                for pool in self.pools.values():
-                    await pool.start()
+            if was is not None and self.unavailable is None:
+                if not self._swept:  # the engine was down at startup
+                    await self._sweep_orphans()
+                if self.settings.warm_pools:
+                    for pool in self.pools.values():
+                        await pool.start()
 
     def policy(self, name: str | None) -> SandboxPolicy:
         chosen = name or self.settings.default_policy
@@ -295,4 +312,5 @@ class Service:
         except (SandboxdError, TimeoutError) as exc:
             log.warning("could not sweep containers at shutdown (removed at the next start): %s", exc)
         await self.backend.aclose()
+        await self.reviews.stop()
         await self.ledger.stop()

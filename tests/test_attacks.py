@@ -218,6 +218,18 @@ ATTACKS = [
         stdout="[]\n",
     ),
     attack("import socket\nsocket.socketpair()", "sandbox_violation", id="socketpair"),
+    # The fork-server's channel to the daemon (backends/channel.py): not reachable, not even listable.
+    attack(
+        "import socket\nsocket.socket(socket.AF_UNIX).connect('/run/sandboxd/fs.sock')",
+        "sandbox_violation",
+        id="unix-socket-channel",
+    ),
+    attack(
+        "import os\ntry:\n    print(os.listdir('/run/sandboxd'))\nexcept OSError as exc:\n    print(type(exc).__name__)",
+        "ok",
+        id="channel-dir-not-listable",
+        stdout_lacks="fs.sock",
+    ),
     # -- filesystem -------------------------------------------------------------------------------
     attack("open('/etc/x', 'w')", "sandbox_violation", id="write-etc"),
     attack("open('/tmp/x', 'w').write('persist')", "sandbox_violation", id="persist-in-tmp"),

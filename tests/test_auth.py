@@ -20,8 +20,8 @@ from sandboxd.testing import FakeBackend
 
 PROTECTED = ("/v1/runs", "/v1/runs/batch", "/v1/azr/validate", "/v1/azr/check", "/run_code")
 OPEN = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
-CALLERS = ("none", "bad", "trainer", "auditor", "admin")
-EXPECTED = {"none": 401, "bad": 401, "trainer": None, "auditor": 403, "admin": None}  # None: allowed
+CALLERS = ("none", "bad", "trainer", "auditor", "reviewer", "admin")
+EXPECTED = {"none": 401, "bad": 401, "trainer": None, "auditor": 403, "reviewer": 403, "admin": None}  # None: allowed
 AUDITED = (  # read-only audit endpoints (GET), Role.auditor
     "/v1/ledger/entries",
     "/v1/ledger/checkpoints",
@@ -33,10 +33,13 @@ AUDITED = (  # read-only audit endpoints (GET), Role.auditor
     "/v1/scorecards/{scorecard_id}",
     "/v1/scorecards/{scorecard_id}/html",
 )
-AUDITOR_EXPECTED = {"none": 401, "bad": 401, "trainer": 403, "auditor": None, "admin": None}
+AUDITOR_EXPECTED = {"none": 401, "bad": 401, "trainer": 403, "auditor": None, "reviewer": 403, "admin": None}
 TRAINER_GET = ("/v1/tripwires/sample",)  # trainer endpoints read with GET
 ADMINISTERED = ("/v1/admin/resume", "/v1/admin/policies/reload")  # mutating admin endpoints (POST)
-ADMIN_EXPECTED = {"none": 401, "bad": 401, "trainer": 403, "auditor": 403, "admin": None}
+ADMIN_EXPECTED = {"none": 401, "bad": 401, "trainer": 403, "auditor": 403, "reviewer": 403, "admin": None}
+REVIEWER_GET = ("/v1/reviews/queue",)  # human spot checks, Role.reviewer (docs/reviews.md)
+REVIEWER_POST = ("/v1/reviews/{item}/label",)
+REVIEWER_EXPECTED = {"none": 401, "bad": 401, "trainer": 403, "auditor": 403, "reviewer": None, "admin": None}
 
 
 def _tokens(tmp_path: Path, rate: float | None = None) -> tuple[Path, dict[str, str]]:
@@ -120,12 +123,14 @@ def test_audit_endpoint_by_caller(secured: tuple[object, dict[str, str]], path: 
     [
         *[pytest.param("GET", p, EXPECTED, id=p) for p in TRAINER_GET],
         *[pytest.param("POST", p, ADMIN_EXPECTED, id=p) for p in ADMINISTERED],
+        *[pytest.param("GET", p, REVIEWER_EXPECTED, id=p) for p in REVIEWER_GET],
+        *[pytest.param("POST", p.replace("{item}", "0"), REVIEWER_EXPECTED, id=p) for p in REVIEWER_POST],
     ],
 )
 def test_safety_endpoint_by_caller(
     secured: tuple[object, dict[str, str]], method: str, path: str, table: dict[str, int | None], caller: str
 ) -> None:
-    """Tripwire sampling admits trainer and admin; resume and reload admit only admin."""
+    """Tripwire sampling admits trainer and admin; resume and reload admit only admin; reviews reviewer and admin."""
     app, plain = secured
     response = asyncio.run(_send(app, method, path, _token_for(caller, plain)))
     expected = table[caller]
@@ -150,6 +155,7 @@ def test_every_route_is_protected_or_open(secured: tuple[object, dict[str, str]]
     # them, so app.routes alone does not show them); /docs and /openapi.json are not in it.
     paths = set(app.openapi()["paths"])  # type: ignore[attr-defined]
     listed = set(PROTECTED) | set(AUDITED) | set(TRAINER_GET) | set(ADMINISTERED) | set(OPEN)
+    listed |= set(REVIEWER_GET) | set(REVIEWER_POST)
     assert paths == listed - {"/docs", "/openapi.json"}
 
 
@@ -200,6 +206,11 @@ def test_token_bucket(start_tokens: float | None, elapsed: float, allowed: bool)
         (Role.auditor, Role.trainer, False),
         (Role.trainer, Role.auditor, False),
         (Role.trainer, Role.admin, False),
+        (Role.admin, Role.reviewer, True),
+        (Role.reviewer, Role.reviewer, True),
+        (Role.reviewer, Role.auditor, False),
+        (Role.auditor, Role.reviewer, False),
+        (Role.trainer, Role.reviewer, False),
     ],
 )
 def test_role_model(have: Role, need: Role, ok: bool) -> None:

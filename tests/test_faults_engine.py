@@ -20,6 +20,7 @@ import httpx
 import pytest
 from engine_proxy import EngineProxy
 
+from sandboxd.image import runner_image_tag
 from sandboxd.settings import BUILTIN_POLICIES, Settings
 from sandboxd.testing import running_server
 
@@ -134,3 +135,25 @@ def test_engine_hang_answers_503_within_a_bound(proxy: EngineProxy, settings: Se
         proxy.restore()
         recovers(client, settings.instance)
     print(f"engine hang noticed by /readyz in {took:.1f}s")
+
+
+def test_engine_down_at_startup_then_back(proxy: EngineProxy, settings: Settings) -> None:
+    """Started without an engine: not ready; once it is back, orphans are removed and the pool warms."""
+    labels = ["--label", "sandboxd.managed=1", "--label", f"sandboxd.instance={settings.instance}"]
+    orphan = subprocess.run(
+        ["docker", "create", *labels, "--network", "none", runner_image_tag()],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()[:12]
+    proxy.cut()
+    with (
+        running_server(settings, wait_ready=False) as url,
+        httpx.Client(base_url=url, timeout=60) as client,
+    ):
+        assert not_ready(client, "unreachable")()
+        refused_fast(client, "unreachable")
+        assert orphan in containers(settings.instance)
+        proxy.restore()
+        recovers(client, settings.instance)
+        assert orphan not in containers(settings.instance)

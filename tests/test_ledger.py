@@ -139,6 +139,7 @@ def test_every_kind_is_listed() -> None:
         "throttle_change",
         "policy_change",
         "admin_action",
+        "review_label",
     }
 
 

@@ -25,6 +25,7 @@ from .models import (
     Status,
     Usage,
     ValidateResult,
+    ValueReward,
 )
 from .retry import RetryPolicy
 from .tripwires import TripwireTask, mix_tripwires
@@ -51,5 +52,6 @@ __all__ = [
     "TripwireTask",
     "Usage",
     "ValidateResult",
+    "ValueReward",
     "mix_tripwires",
 ]

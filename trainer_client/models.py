@@ -147,8 +147,22 @@ class ValidateResult(_Result):
     usage: Usage = Field(default_factory=Usage)
 
 
+class ValueReward(_Result):
+    """The server policy's value-shaped reward (sandboxd docs/value-reward.md).
+
+    ``components`` maps correctness, explainability, watchdog and preference to a value in [0, 1], or to
+    None when the policy gives the component no weight or no human label exists.
+    """
+
+    total: float
+    components: dict[str, float | None] = Field(default_factory=dict)
+    signals: dict[str, float] | None = None
+    label: str | None = None
+
+
 class CheckResult(_Result):
-    """Whether an answer is correct; ``reward`` is 1.0 or 0.0."""
+    """Whether an answer is correct; ``reward`` is 1.0 or 0.0. ``value_reward`` is the shaped reward from
+    servers that return one (None from older servers)."""
 
     correct: bool
     reward: float
@@ -156,6 +170,7 @@ class CheckResult(_Result):
     compared_by: str | None = None
     detail: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    value_reward: ValueReward | None = None
 
 
 class Health(_Result):

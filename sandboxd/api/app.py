@@ -18,7 +18,7 @@ from sandboxd.scorecard.schedule import ScorecardScheduler
 from sandboxd.service import Service
 from sandboxd.settings import Settings
 
-from . import admin, azr, errors, fusion, health, ledger, runs, scorecards, tripwires, watchdog
+from . import admin, azr, errors, fusion, health, ledger, reviews, runs, scorecards, tripwires, watchdog
 from .admission import Admission, AdmissionMiddleware
 from .auth import require
 from .bodylimit import BodyLimitMiddleware
@@ -93,4 +93,5 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.include_router(admin.router, dependencies=[require(Role.admin)])
     app.include_router(ledger.router, dependencies=[require(Role.auditor)])
     app.include_router(scorecards.router, dependencies=[require(Role.auditor)])
+    app.include_router(reviews.router, dependencies=[require(Role.reviewer)])  # docs/reviews.md
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sandboxd.api import records
+from sandboxd.api import curation
 from sandboxd.api.deps import ServiceDep
 from sandboxd.api.schemas import Problem
 from sandboxd.azr import check as checking
@@ -31,9 +31,7 @@ async def validate(body: ValidateRequest, service: ServiceDep) -> ValidateRespon
     policy = service.policy(body.policy)
     _cap(len(body.tasks), policy.azr.max_tasks, "tasks")
     results = await validation.validate(service, policy, body)
-    await service.ledger.append(
-        [records.task_proposed(task, result, policy.name) for task, result in zip(body.tasks, results, strict=True)]
-    )
+    await curation.proposed(service, policy, body.tasks, results)  # ledger, spot checks (docs/reviews.md)
     return ValidateResponse(results=results)
 
 
@@ -44,7 +42,5 @@ async def check(body: CheckRequest, service: ServiceDep) -> CheckResponse:
     _cap(len(body.answers), policy.azr.max_tasks, "answers")
     results = await checking.check(service, policy, body)
     await service.sentinel.observe_answers(body.answers, results)  # tripwire tasks, before anything can fail
-    await service.ledger.append(
-        [records.answer_checked(answer, result, policy.name) for answer, result in zip(body.answers, results, strict=True)]
-    )
-    return CheckResponse(results=results)
+    shaped = await curation.checked(service, policy, body.answers, results)  # docs/value-reward.md
+    return CheckResponse(results=shaped)

@@ -36,6 +36,8 @@ HTTP_ERROR_NAMES: dict[int, str] = {
     400: "invalid_request",
     401: "unauthorized",
     403: "forbidden",
+    404: "not_found",
+    409: "conflict",
     429: "rate_limited",
 }
 

@@ -36,7 +36,7 @@ def _usage(usage: Usage) -> dict[str, Any]:
 
 
 def task_proposed(task: ProposedTask, result: ValidateResult, policy: str) -> Item:
-    """``/v1/azr/validate``: one proposed task and its validation."""
+    """``/v1/azr/validate``: one proposed task and its validation; ``spot_check`` is set by the sampler."""
     return Kind.TASK_PROPOSED, {
         "request_id": request_id.get(),
         "policy": policy,
@@ -49,11 +49,16 @@ def task_proposed(task: ProposedTask, result: ValidateResult, policy: str) -> It
         "outputs": list(result.outputs),
         "usage": _usage(result.usage),
         "decision": decision_record(result.watchdog),
+        "spot_check": False,
     }
 
 
 def answer_checked(answer: Answer, result: CheckResult, policy: str) -> Item:
-    """``/v1/azr/check``: one solver answer and its check; induction adds its hidden ``inputs``/``outputs``."""
+    """``/v1/azr/check``: one solver answer and its check; induction adds its hidden ``inputs``/``outputs``.
+
+    ``value_reward`` is the shaped reward as returned (docs/value-reward.md); ``spot_check`` says whether the
+    answer was sampled for human review (set by ``sandboxd.api.curation``, docs/reviews.md).
+    """
     return Kind.ANSWER_CHECKED, {
         "request_id": request_id.get(),
         "policy": policy,
@@ -70,6 +75,8 @@ def answer_checked(answer: Answer, result: CheckResult, policy: str) -> Item:
         "compared_by": result.compared_by,
         "usage": _usage(result.usage),
         "decision": decision_record(result.watchdog),
+        "value_reward": None if result.value_reward is None else result.value_reward.model_dump(mode="json"),
+        "spot_check": False,
     }
 
 

@@ -10,6 +10,7 @@ class Role(StrEnum):
 
     trainer = "trainer"  # runs, batches, azr and run_code
     auditor = "auditor"  # read-only endpoints (ledger, policies, scorecards, watchdog state)
+    reviewer = "reviewer"  # human spot checks: read the review queue, label items (docs/reviews.md)
     admin = "admin"  # everything, including reloads, throttle resume and token management
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandboxd.reward.schemas import ValueRewardPublic
 from sandboxd.watchdog.wiring import WatchdogReport
 
 TaskType = Literal["deduction", "abduction", "induction"]
@@ -106,6 +107,9 @@ class CheckResult(BaseModel):
     error_type: str | None = Field(None, description="Exception class name when the answer raised")
     usage: Usage
     watchdog: WatchdogReport | None = Field(None, description="The static watchdog's decision; null when off")
+    value_reward: ValueRewardPublic | None = Field(
+        None, description="The policy's value-shaped reward and its components (docs/value-reward.md)"
+    )
 
 
 class CheckResponse(BaseModel):

@@ -97,8 +97,28 @@ class SocketChannel:
 
 
 def channel_root(configured: Path | None, instance: str) -> Path:
-    """The directory that holds every sandbox's channel directory (made 0711 if missing)."""
+    """The directory that holds every sandbox's channel directory (made 0711 if missing).
+
+    By default it is private to this process. Those left by dead daemons of the same instance
+    (killed before they could clean up) are removed first.
+    """
+    if configured is None:
+        prefix = f"sandboxd-channels-{instance}-"
+        for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            pid = stale.name.removeprefix(prefix)
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
     root = configured or Path(tempfile.gettempdir()) / f"sandboxd-channels-{instance}-{os.getpid()}"
     root.mkdir(mode=0o711, parents=True, exist_ok=True)
     root.chmod(0o711)
     return root
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

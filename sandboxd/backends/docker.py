@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import struct
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 import requests.exceptions
+from docker.transport import unixconn
 from docker.types import LogConfig, Mount
 
 from sandboxd.exceptions import BackendUnavailable, ImageMissing, SandboxdError
@@ -37,6 +39,7 @@ _MUX_HEADER = struct.Struct(">BxxxL")
 _STDOUT, _STDERR = 1, 2
 _DIAGNOSTIC_BYTES = 4096
 _DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+START_LABEL = "sandboxd.start"  # unique per container start (see DockerBackend.create)
 _CHANNEL_READ_BYTES = 1 << 20
 _CHANNEL_ACCEPT_SECONDS = 300.0  # an upper bound; the pool's start timeout gives up far sooner
 
@@ -69,6 +72,25 @@ def _probe_unix_socket(url: str) -> None:
         raise BackendUnavailable(
             f"connect: docker engine unreachable at {path}: {exc.strerror or exc}"
         ) from exc
+
+
+def _connect_or_close(connection: Any) -> None:
+    """docker-py's unix connect, except that a refused connect closes its socket instead of leaking it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(connection.timeout)
+        sock.connect(connection.unix_socket)
+    except BaseException:
+        sock.close()
+        raise
+    connection.sock = sock
+
+
+def _fix_unix_connect() -> None:
+    """Install :func:`_connect_or_close` (idempotent): a stopped engine fails every call this way."""
+    connection_class: Any = unixconn.UnixHTTPConnection
+    if connection_class.connect is not _connect_or_close:
+        connection_class.connect = _connect_or_close
 
 
 def _close_socket(socket_io: Any) -> None:
@@ -204,6 +226,20 @@ class DockerBackend:
         self._client: Any = None
         self._channel_root: Path | None = None
         self.unremoved: set[str] = set()  # containers whose removal failed (engine down): retried by check
+        self.failed_starts: set[str] = set()  # start labels of failed starts: their leftovers go at check
+        _fix_unix_connect()
+
+    def _remember_failure(self, label: str, function: Callable[[], T]) -> Callable[[], T]:
+        """``function``, noting ``label`` in ``failed_starts`` if it raises."""
+
+        def guarded() -> T:
+            try:
+                return function()
+            except BaseException:
+                self.failed_starts.add(label)
+                raise
+
+        return guarded
 
     async def call(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._threads, function)
@@ -234,6 +270,11 @@ class DockerBackend:
                     with contextlib.suppress(docker.errors.NotFound):
                         engine.api.remove_container(container_id, force=True)
                     self.unremoved.discard(container_id)
+                for label in list(self.failed_starts):
+                    for container in engine.containers.list(all=True, filters={"label": label}):
+                        with contextlib.suppress(docker.errors.NotFound):
+                            container.remove(force=True)
+                    self.failed_starts.discard(label)
             security = " ".join(info.get("SecurityOptions") or [])
             if "seccomp" not in security:
                 raise BackendUnavailable("docker engine has no seccomp support; refusing to run code")
@@ -258,6 +299,10 @@ class DockerBackend:
         if channel is not None:
             mounts.append(Mount(MOUNT, str(channel.directory), type="bind", read_only=True))
 
+        # A per-start label: if the engine fails mid-start (the container may exist although its id never
+        # reached us), whatever carries it is removed at the next successful probe.
+        labels = {**spec.labels, START_LABEL: uuid.uuid4().hex}
+
         def start() -> tuple[Any, Any]:
             engine = self.engine()
             with engine_errors("start sandbox"):
@@ -278,7 +323,7 @@ class DockerBackend:
                     nano_cpus=int(spec.cpus * 1e9),
                     log_config=LogConfig(type="none"),
                     runtime=spec.runtime,
-                    labels=dict(spec.labels),
+                    labels=labels,
                     environment=env,
                     mounts=mounts,
                     hostname="sandbox",
@@ -299,7 +344,9 @@ class DockerBackend:
                     raise
             return container, socket_io
 
-        started = asyncio.get_running_loop().run_in_executor(self._threads, start)
+        started = asyncio.get_running_loop().run_in_executor(
+            self._threads, self._remember_failure(f"{START_LABEL}={labels[START_LABEL]}", start)
+        )
         try:
             container, socket_io = await asyncio.shield(started)
         except asyncio.CancelledError:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 
 class Kind(enum.StrEnum):
     """What happened; one value per event source in the curriculum loop."""
@@ -25,6 +27,7 @@ class Kind(enum.StrEnum):
     THROTTLE_CHANGE = "throttle_change"  # the throttle moved to another band
     POLICY_CHANGE = "policy_change"  # an effective policy was loaded or changed
     ADMIN_ACTION = "admin_action"  # an operator did something by hand
+    REVIEW_LABEL = "review_label"  # a human reviewer approved or flagged a sampled item (docs/reviews.md)
 
 
 _KINDS = frozenset(k.value for k in Kind)
@@ -34,11 +37,19 @@ class EntryError(ValueError):
     """Bytes that are not a canonical ledger entry."""
 
 
+# Exactly what ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+# allow_nan=False)`` builds on every call; stateless, so one instance is shared.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
 def canonical_json(value: Any) -> bytes:
     """The canonical encoding of a JSON value."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return _CANONICAL.encode(value).encode("ascii")
+
+
+def _fast_loads(data: bytes) -> Any:
+    """A fast parse that may differ from ``json.loads`` (orjson turns integers beyond 64 bits into floats)."""
+    return orjson.loads(data)
 
 
 def now() -> str:
@@ -63,11 +74,27 @@ class Entry:
 
     @classmethod
     def decode(cls, data: bytes) -> Entry:
-        """Parse canonical bytes; raise ``EntryError`` if they are malformed or not canonical."""
+        """Parse canonical bytes; raise ``EntryError`` if they are malformed or not canonical.
+
+        ``json.loads`` defines the answer; orjson is tried first because it is several times faster. If
+        orjson's value encodes back to exactly ``data``, then ``data`` is the canonical encoding of that
+        value and ``json.loads`` would give the same value, so the answer is the same. Anything else
+        (orjson refuses it, or its value does not round-trip, as with integers beyond 64 bits) is decided
+        by ``json.loads`` alone, which also gives the reason.
+        """
+        try:
+            return cls._checked(data, _fast_loads(data))
+        except (EntryError, ValueError):  # orjson.JSONDecodeError is a ValueError
+            pass
         try:
             obj = json.loads(data)
         except (UnicodeDecodeError, ValueError) as exc:
             raise EntryError(f"not JSON: {exc}") from exc
+        return cls._checked(data, obj)
+
+    @classmethod
+    def _checked(cls, data: bytes, obj: Any) -> Entry:
+        """The entry ``obj`` (parsed from ``data``), if it has the right fields and ``data`` is its canonical form."""
         if not isinstance(obj, dict) or set(obj) != {"seq", "kind", "time", "body"}:
             raise EntryError("fields must be exactly seq, kind, time, body")
         seq, kind, time, body = obj["seq"], obj["kind"], obj["time"], obj["body"]
@@ -78,6 +105,10 @@ class Entry:
         if not isinstance(time, str) or not isinstance(body, dict):
             raise EntryError("time must be a string and body an object")
         entry = cls(seq, Kind(kind), time, body)
-        if entry.encode() != data:
+        try:
+            encoded = entry.encode()
+        except ValueError as exc:  # a number that parses but has no JSON encoding, such as 1e999
+            raise EntryError(f"not in canonical form: {exc}") from exc
+        if encoded != data:
             raise EntryError("not in canonical form")
         return entry

@@ -179,9 +179,11 @@ class ForkServer:
         self.max_parallel = max(1, int(message.get("max_parallel", 1)))
         self.heavy_modules = [str(name) for name in message.get("heavy_modules", [])]
         self.scratch_root = str(message.get("scratch_root", "/scratch"))
+        prep = child.Preparation(loader, child.ChildStreams.create(), 0)
+        child.warm_up(prep)  # so children do not each build the same caches (fewer copy-on-write faults)
         gc.collect()
         gc.freeze()  # keep the preloaded heap shared copy-on-write with every child
-        self.prep = child.Preparation(loader, child.ChildStreams.create(), child.vm_size_bytes())
+        self.prep = dataclasses.replace(prep, base_vm_bytes=child.vm_size_bytes())
         self.memory.grew = False
         self.send(
             {
@@ -446,6 +448,7 @@ def heavy_zygote(parent: ForkServer, fd: int) -> int:
     server.max_parallel = parent.max_parallel
     server.scratch_root = parent.scratch_root
     server.scratch_prefix = f"z{os.getpid()}"
+    child.warm_up(parent.prep)
     gc.collect()
     gc.freeze()
     server.prep = child.Preparation(parent.prep.loader, parent.prep.streams, child.vm_size_bytes())

@@ -25,7 +25,6 @@ HEADER = struct.Struct(">I")  # the result frame's length prefix
 PREFIX = struct.Struct(">II")  # a message's header length and body length
 MAX_HEADER_BYTES = 1024 * 1024
 MAX_BODY_BYTES = 256 * 1024 * 1024
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the result frame's cap
 RESULT_FD = 3
 FRAME_VERSION = 1
 RUN_SECTIONS = ("job", "stdin")  # body of a "run", in order; header field "<name>_bytes"
@@ -102,15 +101,21 @@ class MessageReader:
     def feed(self, data: bytes) -> list[Message]:
         self._buffer += data
         messages: list[Message] = []
-        while len(self._buffer) >= PREFIX.size:
-            header_bytes, body_bytes = PREFIX.unpack_from(self._buffer)
-            end = check_prefix(header_bytes, body_bytes)
-            if len(self._buffer) < end:
-                break
-            start = PREFIX.size + header_bytes
-            header = decode_header(bytes(self._buffer[PREFIX.size : start]))
-            messages.append(Message(header, bytes(self._buffer[start:end])))
-            del self._buffer[:end]
+        view = memoryview(self._buffer)
+        at = 0
+        try:
+            while len(view) - at >= PREFIX.size:
+                header_bytes, body_bytes = PREFIX.unpack_from(view, at)
+                end = at + check_prefix(header_bytes, body_bytes)
+                if len(view) < end:
+                    break
+                body_at = at + PREFIX.size + header_bytes
+                header = decode_header(bytes(view[at + PREFIX.size : body_at]))
+                messages.append(Message(header, bytes(view[body_at:end])))
+                at = end
+        finally:
+            view.release()
+            del self._buffer[:at]  # once per feed: a read of many messages costs no quadratic copying
         return messages
 
     @property

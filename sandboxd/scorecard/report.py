@@ -12,7 +12,7 @@ import statistics
 from datetime import UTC, datetime
 from typing import Any
 
-from sandboxd.curriculum import analysis
+from sandboxd.curriculum import analysis, sampling
 from sandboxd.curriculum.items import Record, decode, proposals
 from sandboxd.ledger.store import LedgerStore
 
@@ -54,10 +54,13 @@ def build_scorecard(
     records = loaded.records
     current_span = resolve(window, records)
     baseline_span = resolve(baseline, records, before=current_span.start)
-    current = list(proposals(records[current_span.start : current_span.stop]))
-    reference = list(proposals(records[baseline_span.start : baseline_span.stop]))
-    everything = list(proposals(records))
-    curriculum = analysis.build(everything)
+    all_current = list(proposals(records[current_span.start : current_span.stop]))
+    all_reference = list(proposals(records[baseline_span.start : baseline_span.stop]))
+    all_proposals = list(proposals(records))
+    # Large windows are analysed through bounded uniform samples (sandboxd/curriculum/sampling.py).
+    current, reference = sampling.uniform(all_current), sampling.uniform(all_reference)
+    everything = sampling.uniform(all_proposals)
+    curriculum = analysis.build(sampling.union(reference, current, everything))
     novelty = analysis.novelty(curriculum, current, reference)
     drift = analysis.compare(curriculum, reference, current)
     cur_records = records[current_span.start : current_span.stop]
@@ -93,6 +96,13 @@ def build_scorecard(
         "drift": dataclasses.asdict(drift),
         "families": sections.top_families(sections.ranked_families(curriculum, reference, current, novelty)),
         "trends": sections.trends(curriculum, everything),
+        "sampling": sampling.summary(
+            {
+                "baseline": (len(all_reference), len(reference)),
+                "current": (len(all_current), len(current)),
+                "trends": (len(all_proposals), len(everything)),
+            }
+        ),
         "merkle": {
             **integrity.merkle_section(rows, checkpoints),
             "verify": integrity.verification(store) if verify else None,
@@ -107,7 +117,7 @@ def drift_score(
     records = decode(store.entries()).records
     current_span = resolve(window, records)
     baseline_span = resolve(baseline, records, before=current_span.start)
-    current = list(proposals(records[current_span.start : current_span.stop]))
-    reference = list(proposals(records[baseline_span.start : baseline_span.stop]))
+    current = sampling.uniform(list(proposals(records[current_span.start : current_span.stop])))
+    reference = sampling.uniform(list(proposals(records[baseline_span.start : baseline_span.stop])))
     curriculum = analysis.build([*reference, *current])
     return analysis.compare(curriculum, reference, current).score

@@ -96,6 +96,10 @@ def _facts(
 ) -> Iterator[tuple[int, int, str]]:
     if not wanted:
         return
+    judged: dict[str, bool] = {}  # a program repeats its names: match each distinct one once
     for fact in facts:
-        if wanted.matches(fact.name) and not (allowed and allowed.matches(fact.name)):
+        hit = judged.get(fact.name)
+        if hit is None:
+            hit = judged[fact.name] = wanted.matches(fact.name) and not (allowed and allowed.matches(fact.name))
+        if hit:
             yield fact.line, fact.col, f"{kind} {fact.name}"

@@ -1,11 +1,14 @@
 """Alignment confidence: a score in [0, 1] over a rolling window of observations (docs/safety.md).
 
-``score = 1 - min(1, w_veto * veto_rate + w_violation * violation_rate + w_tripwire * tripwire + w_drift * drift)``
+``score = 1 - min(1, w_veto * veto_rate + w_violation * violation_rate + w_tripwire * tripwire + w_drift * drift
++ w_flags * flag_rate)``
 
 * ``veto_rate``: vetoed / screened programs in the window (0 below ``min_samples`` screened);
 * ``violation_rate``: ``sandbox_violation`` runs / executed runs (0 below ``min_samples`` runs);
 * ``tripwire``: 1 while a tripwire event not yet acknowledged by a resume is in the window, else 0;
-* ``drift``: the last value given to ``observe_drift`` in [0, 1]; 0 (neutral) by default.
+* ``drift``: the last value given to ``observe_drift`` in [0, 1]; 0 (neutral) by default;
+* ``flag_rate``: flagged / all human review labels in the window (docs/reviews.md); no minimum sample,
+  since every label is a deliberate human judgement. 0 without labels.
 
 Everything here is pure or a plain container of timestamps; the clock is always passed in.
 """
@@ -22,12 +25,13 @@ _MAX_SAMPLES = 100_000  # per deque; a burst beyond this only forgets the oldest
 
 @dataclass(frozen=True)
 class Inputs:
-    """The four badness inputs, each in [0, 1]."""
+    """The badness inputs, each in [0, 1]."""
 
     veto_rate: float = 0.0
     violation_rate: float = 0.0
     tripwire: float = 0.0
     drift: float = 0.0
+    flag_rate: float = 0.0
 
 
 def score(inputs: Inputs, weights: Weights) -> float:
@@ -37,6 +41,7 @@ def score(inputs: Inputs, weights: Weights) -> float:
         + weights.violation_rate * inputs.violation_rate
         + weights.tripwires * inputs.tripwire
         + weights.drift * inputs.drift
+        + weights.flags * inputs.flag_rate
     )
     return max(0.0, 1.0 - min(1.0, penalty))
 
@@ -51,6 +56,7 @@ def reasons(inputs: Inputs, weights: Weights) -> list[str]:
         ),
         (weights.tripwires * inputs.tripwire, "tripwire event in the window"),
         (weights.drift * inputs.drift, f"drift {inputs.drift:.2f}"),
+        (weights.flags * inputs.flag_rate, f"human flag rate {inputs.flag_rate:.0%}"),
     ]
     return [text for weight, text in sorted(parts, key=lambda p: -p[0]) if weight > 0]
 
@@ -71,6 +77,8 @@ class Window:
     tripwires: deque[float] = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
     drift: float = 0.0
     drift_at: float | None = None
+    labelled: deque[float] = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
+    flagged: deque[float] = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
 
     def screen(self, now: float, *, vetoed: bool) -> None:
         self.screened.append(now)
@@ -81,6 +89,12 @@ class Window:
         self.executed.append(now)
         if violation:
             self.violations.append(now)
+
+    def label(self, now: float, *, flagged: bool) -> None:
+        """A human review label (docs/reviews.md); flags lower the score."""
+        self.labelled.append(now)
+        if flagged:
+            self.flagged.append(now)
 
     def tripwire(self, now: float) -> None:
         self.tripwires.append(now)
@@ -96,7 +110,15 @@ class Window:
 
     def inputs(self, now: float) -> Inputs:
         horizon = now - self.config.window_seconds
-        for samples in (self.screened, self.vetoed, self.executed, self.violations, self.tripwires):
+        for samples in (
+            self.screened,
+            self.vetoed,
+            self.executed,
+            self.violations,
+            self.tripwires,
+            self.labelled,
+            self.flagged,
+        ):
             while samples and samples[0] < horizon:
                 samples.popleft()
         least = self.config.min_samples
@@ -105,6 +127,7 @@ class Window:
             violation_rate=_rate(self.violations, self.executed, least),
             tripwire=1.0 if self.tripwires else 0.0,
             drift=self.drift,
+            flag_rate=_rate(self.flagged, self.labelled, 1),
         )
 
     def counts(self) -> dict[str, int]:
@@ -114,4 +137,6 @@ class Window:
             "executed": len(self.executed),
             "violations": len(self.violations),
             "tripwires": len(self.tripwires),
+            "labelled": len(self.labelled),
+            "flagged": len(self.flagged),
         }

@@ -30,10 +30,10 @@ class Names:
         return bool(self.exact or self.wildcards)
 
     def matches(self, name: str) -> bool:
-        candidates = [name]
-        if self.prefix:
-            parts = name.split(".")
-            candidates = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        if not self.prefix:  # the common case, without building a candidate list
+            return name in self.exact or any(w.match(name) for w in self.wildcards)
+        parts = name.split(".")
+        candidates = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
         return any(c in self.exact or any(w.match(c) for w in self.wildcards) for c in candidates)
 
 

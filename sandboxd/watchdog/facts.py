@@ -8,7 +8,9 @@ imported name is recorded with ``?`` as its root (``?.split``). Nothing here run
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 _ATTRIBUTE_BUILTINS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
 
@@ -73,39 +75,69 @@ class _Collector:
         )
 
     def _walk(self, tree: ast.Module) -> None:
-        # Iterative, so that deep programs cannot exhaust the trusted side's stack. Imports come first in
-        # a program's own order, which is enough to resolve aliases for calls that follow them.
+        # One iterative pre-order pass (deep programs cannot exhaust the trusted side's stack) that counts
+        # nodes, tracks depth and dispatches on the node's exact type. Children are read straight from
+        # ``_fields``, as ``ast.iter_child_nodes`` does, without its generators. Imports come first in a
+        # program's own order, which is enough to resolve aliases for calls that follow them.
+        visitors = self._visitors()
+        node_type = ast.AST
         stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+        pop, push = stack.pop, stack.append
+        nodes = deepest = 0
         while stack:
-            node, depth = stack.pop()
-            self.nodes += 1
-            self.depth = max(self.depth, depth)
-            self._visit(node)
-            children = list(ast.iter_child_nodes(node))
-            stack.extend((child, depth + 1) for child in reversed(children))
+            node, depth = pop()
+            nodes += 1
+            deepest = max(deepest, depth)
+            visit = visitors.get(type(node))
+            if visit is not None:
+                visit(node)
+            children: list[ast.AST] = []
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if isinstance(value, node_type):
+                    children.append(value)
+                elif isinstance(value, list):
+                    children.extend(item for item in value if isinstance(item, node_type))
+            depth += 1
+            for child in reversed(children):
+                push((child, depth))
+        self.nodes, self.depth = nodes, deepest
 
-    def _visit(self, node: ast.AST) -> None:
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                self.imports.append(_at(node, alias.name))
-                local = alias.asname or alias.name.split(".")[0]
-                self.aliases[local] = alias.name if alias.asname else local
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+    def _visitors(self) -> dict[type[ast.AST], Callable[[Any], None]]:
+        return {
+            ast.Import: self._import,
+            ast.ImportFrom: self._import_from,
+            ast.Call: self._call,
+            ast.Attribute: self._attribute,
+            ast.Name: self._name,
+            ast.ClassDef: self._class,
+        }
+
+    def _import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.imports.append(_at(node, alias.name))
+            local = alias.asname or alias.name.split(".")[0]
+            self.aliases[local] = alias.name if alias.asname else local
+
+    def _import_from(self, node: ast.ImportFrom) -> None:
+        if node.module and node.level == 0:
             self.imports.append(_at(node, node.module))
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"
                 self.imports.append(_at(node, full))
                 self.aliases[alias.asname or alias.name] = full
-        elif isinstance(node, ast.Call):
-            self._call(node)
-        elif isinstance(node, ast.Attribute):
-            self.attributes.append(_at(node, node.attr))
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+
+    def _attribute(self, node: ast.Attribute) -> None:
+        self.attributes.append(_at(node, node.attr))
+
+    def _name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
             self.names.append(_at(node, node.id))
-        elif isinstance(node, ast.ClassDef):
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
-                    self.methods.append(_at(item, item.name))
+
+    def _class(self, node: ast.ClassDef) -> None:
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                self.methods.append(_at(item, item.name))
 
     def _call(self, node: ast.Call) -> None:
         name = self._dotted(node.func)

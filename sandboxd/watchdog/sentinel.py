@@ -162,6 +162,11 @@ class Sentinel:
         if self.throttle is not None:
             self.throttle.window.observe_drift(value, self.throttle.clock())
 
+    def observe_label(self, flagged: bool) -> None:
+        """A human review label (docs/reviews.md); a flag lowers confidence at the next evaluation."""
+        if self.throttle is not None:
+            self.throttle.window.label(self.throttle.clock(), flagged=flagged)
+
     async def observe_runs(self, policy: str, results: Sequence[RunResult]) -> None:
         """Count violations, and fire for every run that shows a honeytoken."""
         if self.throttle is not None:
