@@ -172,7 +172,11 @@ def exposed_names(registry: CollectorRegistry) -> set[str]:
 
 
 def grafana_to_promql(expr: str) -> str:
-    """A dashboard expression with Grafana's variables replaced, so that Prometheus can run it."""
-    for variable, value in {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}.items():
+    """A dashboard expression with Grafana's variables replaced, so that Prometheus can run it.
+
+    The rate window is wide (5m) so that a few scrapes that time out on a loaded machine (the 1 s scrape
+    interval caps the timeout) cannot empty the result.
+    """
+    for variable, value in {"$__rate_interval": "5m", "$__interval": "15s", "$__range": "5m"}.items():
         expr = expr.replace(variable, value)
     return re.sub(r"\$\{?\w+\}?", ".*", expr)  # $policy, $instance: all values

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from postgres_server import PostgresServer
 
 from sandboxd.ledger import entry as entry_module
 from sandboxd.ledger import merkle, scan
 from sandboxd.ledger.entry import Entry, EntryError, Kind
 from sandboxd.ledger.note import Checkpoint, Signer
+from sandboxd.ledger.postgres import PostgresLedgerStore
 from sandboxd.ledger.sqlite import SqliteLedgerStore
 from sandboxd.ledger.verify import Report, verify
 
@@ -108,6 +110,26 @@ def test_parallel_verify_names_the_same_first_bad_entry(
     assert reports[0].ok is (first_bad is None)
     assert words in reports[0].reason
     assert reports[0].checkpoints == N // EVERY + 1
+
+
+def test_parallel_verify_on_postgresql_keeps_the_connection(
+    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL too, workers give the same report, and the store's connection still works afterwards."""
+    monkeypatch.setattr(scan, "CHUNK_ROWS", 5)
+    signer = Signer.from_file(ORIGIN, tmp_path / "key")
+    store = PostgresLedgerStore(postgres.database(), origin=ORIGIN, signer=signer)
+    try:
+        store.append_many([(Kind.VERDICT, {"i": i}) for i in range(30)])
+        store.checkpoint()
+        single, parallel = verify(store, workers=1), verify(store, workers=2)
+        assert single == parallel
+        assert parallel.ok
+        store.append(Kind.ADMIN_ACTION, {"after": "verify"})  # the forked workers left the connection alone
+        store.checkpoint()
+        assert verify(store, workers=2) == Report(True, 31, 2)
+    finally:
+        store.close()
 
 
 def test_every_checkpoint_is_checked(tmp_path: Path) -> None:

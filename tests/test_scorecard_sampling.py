@@ -13,6 +13,7 @@ from sandboxd.curriculum import sampling
 from sandboxd.curriculum.drift import FLAG
 from sandboxd.curriculum.items import Record
 from sandboxd.ledger.sqlite import SqliteLedgerStore
+from sandboxd.scorecard.render import render_html
 from sandboxd.scorecard.report import build_scorecard
 
 N = 600
@@ -92,3 +93,10 @@ def test_counts_that_need_no_features_stay_exact(sampled_card: dict[str, Any]) -
     assert sum(row["proposed"] for row in sampled_card["volume"]["current"].values()) == N
     assert sampled_card["windows"]["current"]["entries"] == N
     assert sum(b["items"] for b in sampled_card["trends"]) == CAP
+
+
+def test_html_says_the_figures_are_sampled(sampled_card: dict[str, Any]) -> None:
+    """The HTML report tells its reader which sections are estimates, and from how many proposals."""
+    page = render_html(sampled_card)
+    assert "Sampled:" in page
+    assert f"current {CAP} of {N}" in page

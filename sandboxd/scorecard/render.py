@@ -204,6 +204,23 @@ def _merkle(card: Mapping[str, Any]) -> str:
     return out
 
 
+def _sampling(card: Mapping[str, Any]) -> str:
+    """A note when the curriculum sections were estimated from samples (sandboxd/curriculum/sampling.py)."""
+    sampling = card.get("sampling") or {}
+    if not sampling.get("applied"):
+        return ""
+    parts = [
+        f"{_e(name)} {_num(s['analysed'])} of {_num(s['proposals'])}"
+        for name, s in sampling.items()
+        if isinstance(s, Mapping) and s["analysed"] < s["proposals"]
+    ]
+    return (
+        f"<p>Sampled: complexity, diversity, families, novelty, drift and trends are estimated from uniform "
+        f"samples of at most {_num(sampling['cap'])} proposals per window ({'; '.join(parts)} analysed); "
+        "counts and rates of volume, the watchdog, tripwires and the throttle are exact.</p>"
+    )
+
+
 def render_html(card: Mapping[str, Any]) -> str:
     """The scorecard as a standalone HTML document."""
     w, ledger = card["windows"], card["ledger"]
@@ -216,6 +233,7 @@ def render_html(card: Mapping[str, Any]) -> str:
         f'<span class="mono">{_e(ledger["source"] or ledger["origin"])}</span> (origin {_e(ledger["origin"])}): '
         f"{_num(ledger['entries'])} entries, {_num(ledger['malformed_entries'])} malformed.</p>"
         + _table(["window", "spec", "entries", "first seq", "last seq", "from", "to"], window_rows, left=2)
+        + _sampling(card)
     )
     sections = [
         head,
