@@ -50,7 +50,9 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServ
                 assert [run["status"] for run in batch.json()["results"]] == ["ok"] * BATCH
                 assert client.post("/v1/runs", json={"code": "1", "policy": "no-such"}).status_code == 422
                 assert client.get("/no/such/path").status_code == 404
-            prometheus.wait_for_scrape_after(JOB, since=time.time() + 0.2)
+            # Two scrapes after the workload: rate() over the dashboards' queries needs two samples.
+            for _ in range(2):
+                prometheus.wait_for_scrape_after(JOB, since=time.time() + 0.2)
             yield prometheus
 
 
