@@ -30,8 +30,10 @@ class Settings(BaseSettings):
     hash_seed: int = Field(0, ge=0, le=4294967295)  # PYTHONHASHSEED inside every sandbox
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     docker_threads: int = Field(8, ge=1, le=64)  # threads for blocking engine calls
-    # daemon <-> fork-server: "auto" = a unix socket per sandbox under runc, docker attach under runsc
-    transport: Literal["auto", "socket", "attach"] = "auto"
+    # daemon <-> fork-server: "attach" (default) = docker attach; "auto" = a unix socket per sandbox under
+    # runc and attach under runsc; "socket" = always the socket. The socket slows container starts (the
+    # default policy's per-request latency) more than it speeds batches up (docs/benchmarks.md).
+    transport: Literal["auto", "socket", "attach"] = "attach"
     channel_dir: Path | None = None  # holds the channel sockets; None: a private temp dir (docs/design.md)
     warm_pools: bool = True  # start pools at startup (tests may turn this off)
     allow_public_bind: bool = False

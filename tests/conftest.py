@@ -87,8 +87,13 @@ def policies_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server_url(policies_dir: Path) -> Iterator[str]:
-    """A real sandboxd on loopback with warm pools for every policy."""
-    settings = Settings(instance=f"test-{uuid.uuid4().hex[:8]}", policies_dir=policies_dir)
+    """A real sandboxd on loopback with warm pools for every policy.
+
+    It speaks to its fork-servers over the opt-in unix-socket channel (``transport="auto"``: the socket
+    under runc, attach under gVisor), so the attack suite covers that path; servers started elsewhere
+    in the suite use the default, ``docker attach``.
+    """
+    settings = Settings(instance=f"test-{uuid.uuid4().hex[:8]}", policies_dir=policies_dir, transport="auto")
     with running_server(settings) as url:
         yield url
 
