@@ -10,7 +10,9 @@ the same task always gets the same inputs. Nothing here runs model code.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import string
 import tempfile
 from collections.abc import Sequence
@@ -116,6 +118,7 @@ def _private_storage() -> str:
     """Hypothesis caches (its charmap, constants it reads from local modules) go to a private temporary
     directory instead of ``./.hypothesis`` in the daemon's working directory. Set once, on first use."""
     home = tempfile.mkdtemp(prefix="sandboxd-hypothesis-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)  # a cache: never outlives the process
     set_hypothesis_home_dir(home)
     return home
 
