@@ -96,7 +96,8 @@ ensure_dockerd() {
 }
 
 # --- 3. test services ---------------------------------------------------------------------------------------
-# Binaries only. Tests start throwaway servers on loopback in temporary directories (tests/services.py);
+# Binaries only. Tests start throwaway servers on loopback in temporary directories
+# (tests/postgres_server.py, tests/prometheus_server.py);
 # nothing here runs as a system service. Skipped for `make run` (SANDBOXD_SETUP_TEST_SERVICES=0).
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 ensure_test_services() {
