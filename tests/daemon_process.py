@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +31,15 @@ class Daemon:
             if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
         raise AssertionError(f"no {field} for pid {self.process.pid}")
+
+
+def settle(condition: Callable[[], bool], seconds: float = 60) -> None:
+    """Wait until ``condition()`` holds, polling every 0.2 s; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.2)
 
 
 def containers(instance: str) -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from daemon_process import settle
 
 from sandboxd.settings import BUILTIN_POLICIES, Settings
 from sandboxd.testing import running_server
@@ -54,14 +55,6 @@ def busy_container(instance: str, minimum: int, exclude: frozenset[str] = frozen
                 return container
         time.sleep(0.2)
     raise AssertionError("no container with runs in flight")
-
-
-def settle(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from daemon_process import containers, daemon
+from daemon_process import containers, daemon, settle
 
 from sandboxd.image import runner_image_tag
 from sandboxd.settings import BUILTIN_POLICIES
@@ -39,14 +39,6 @@ def policies(tmp_path: Path, **pool: int) -> Path:
 
 def instance(tag: str) -> str:
     return f"{tag}-{uuid.uuid4().hex[:8]}"
-
-
-def settle(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.2)
 
 
 def in_background(call: Callable[[], httpx.Response]) -> Callable[[], httpx.Response]:

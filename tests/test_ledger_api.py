@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from postgres_server import PostgresServer
+from safety_support import WATCHDOGGED
 
 from sandboxd.api.app import create_app
 from sandboxd.ledger import merkle
@@ -31,15 +32,6 @@ from sandboxd.settings import Settings
 from sandboxd.testing import FakeBackend
 
 T = TypeVar("T")
-WATCHDOGGED = """\
-schema_version: 1
-kind: sandbox
-name: watchdogged
-extends: default
-description: The default policy with the static watchdog on (default packs).
-watchdog:
-  enabled: true
-"""
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:

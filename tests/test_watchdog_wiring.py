@@ -13,22 +13,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from safety_support import WATCHDOGGED
 
 from sandboxd.api.app import create_app
 from sandboxd.exceptions import ConfigurationError
 from sandboxd.policy import SandboxPolicy, WatchdogOptions
 from sandboxd.settings import BUILTIN_POLICIES, Settings
 from sandboxd.testing import FakeBackend, running_server
-
-WATCHDOGGED = """\
-schema_version: 1
-kind: sandbox
-name: watchdogged
-extends: default
-description: The default policy with the static watchdog on (default packs).
-watchdog:
-  enabled: true
-"""
 
 IMPORTS_OS = "import os\ndef f(x):\n    return x + 1"
 BENIGN = "def f(x):\n    return x + 1"
