@@ -19,6 +19,7 @@ from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult
 from sandboxd.verdict import Status
 from sandboxd.watchdog.decision import Decision, DecisionKind
+from sandboxd.watchdog.wiring import vetoed_detail
 
 from . import records
 from .deps import ServiceDep
@@ -109,10 +110,9 @@ def to_fusion(result: RunResult, notes: list[str]) -> RunCodeResponse:
 
 def vetoed_fusion(decision: Decision, notes: list[str]) -> RunCodeResponse:
     """A program the static watchdog vetoed: ``Failed``, never run, ``sandboxd_status`` ``vetoed``."""
-    rules = ", ".join(sorted({finding.rule_id for finding in decision.vetoing}))
     return RunCodeResponse(
         status=RunStatus.FAILED,
-        message="; ".join([f"vetoed by the watchdog: {rules}", *notes]),
+        message="; ".join([vetoed_detail(decision), *notes]),
         run_result=CommandRunResult(
             status=CommandRunStatus.FINISHED, execution_time=0.0, return_code=1, stdout="", stderr=""
         ),

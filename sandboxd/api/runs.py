@@ -13,7 +13,7 @@ from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
 from sandboxd.verdict import Status
 from sandboxd.watchdog.decision import Decision, DecisionKind, combine
-from sandboxd.watchdog.wiring import report
+from sandboxd.watchdog.wiring import report, vetoed_detail
 
 from . import records
 from .deps import ServiceDep
@@ -71,18 +71,13 @@ def to_public(result: RunResult, policy: str, decision: Decision | None = None) 
         peak_memory_bytes=result.peak_memory_bytes,
         sandbox_id=result.sandbox_id,
         policy=policy,
-        detail=_vetoed_detail(decision) if vetoed and decision is not None else result.detail,
+        detail=vetoed_detail(decision) if vetoed and decision is not None else result.detail,
         watchdog=report(decision) if decision is not None else None,
     )
 
 
-def _vetoed_detail(decision: Decision) -> str:
-    return f"vetoed by the watchdog: {', '.join(sorted({f.rule_id for f in decision.vetoing}))}"
-
-
 def vetoed_public(decision: Decision, policy: str) -> RunPublic:
     """A run the static watchdog vetoed: it never reached a container."""
-    rules = sorted({finding.rule_id for finding in decision.vetoing})
     return RunPublic(
         id=uuid.uuid4().hex,
         status=Status.VETOED,
@@ -97,7 +92,7 @@ def vetoed_public(decision: Decision, policy: str) -> RunPublic:
         peak_memory_bytes=0,
         sandbox_id="",
         policy=policy,
-        detail=f"vetoed by the watchdog: {', '.join(rules)}",
+        detail=vetoed_detail(decision),
         watchdog=report(decision),
     )
 

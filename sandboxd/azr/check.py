@@ -23,13 +23,13 @@ from sandboxd.azr.texts import (
     check_program,
     parse_import_list,
 )
-from sandboxd.azr.validate import AZR_TRUNCATE_CHARS, azr_truncate, is_veto, screened_text, vetoed_detail
+from sandboxd.azr.validate import AZR_TRUNCATE_CHARS, azr_truncate, is_veto, screened_text
 from sandboxd.exceptions import RequestRejected
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
 from sandboxd.watchdog.decision import combine
-from sandboxd.watchdog.wiring import report
+from sandboxd.watchdog.wiring import report, vetoed_detail
 
 ExpressionKey = tuple[tuple[str, ...], str]
 

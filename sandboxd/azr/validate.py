@@ -15,7 +15,7 @@ from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
 from sandboxd.watchdog.decision import Decision, DecisionKind, combine
-from sandboxd.watchdog.wiring import report
+from sandboxd.watchdog.wiring import report, vetoed_detail
 
 AZR_TRUNCATE_CHARS = 400
 
@@ -50,11 +50,6 @@ def screened_text(imports: list[str] | str, text: str) -> str:
     except TextRejected:
         lines = []
     return "\n".join([*lines, text])
-
-
-def vetoed_detail(decision: Decision) -> str:
-    rules = sorted({finding.rule_id for finding in decision.vetoing})
-    return f"vetoed by the watchdog: {', '.join(rules)}"
 
 
 def is_veto(decision: Decision) -> bool:

@@ -52,6 +52,12 @@ def report(decision: Decision) -> WatchdogReport:
     )
 
 
+def vetoed_detail(decision: Decision) -> str:
+    """The one-line reason every endpoint gives for a veto: the vetoing rule ids."""
+    rules = sorted({finding.rule_id for finding in decision.vetoing})
+    return f"vetoed by the watchdog: {', '.join(rules)}"
+
+
 def select_packs(directory: Path | None, names: tuple[str, ...], where: str) -> tuple[Pack, ...]:
     """The packs of ``directory`` (default ``policies/watchdog/``): the named ones, or those on by default.
 
