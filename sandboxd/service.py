@@ -15,7 +15,7 @@ from typing import Any
 
 from .backends import load_backend
 from .backends.base import Backend, SandboxSpec
-from .exceptions import SandboxdError, Unavailable, UnknownPolicy
+from .exceptions import BackendUnavailable, SandboxdError, Unavailable, UnknownPolicy
 from .executor import Executor
 from .ledger.config import LedgerConfig
 from .ledger.entry import Kind
@@ -288,7 +288,15 @@ class Service:
     async def run(self, policy: SandboxPolicy, specs: Sequence[RunSpec]) -> list[RunResult]:
         if self.unavailable is not None:
             raise Unavailable(f"isolation unavailable: {self.unavailable}")
-        results = await self.executor.run_batch(policy.name, specs)
+        try:
+            results = await self.executor.run_batch(policy.name, specs)
+        except BackendUnavailable as exc:
+            # A sandbox lost mid-run may be the engine going away: probe it, and if it is gone, say
+            # so (the same reason /readyz and new requests give) rather than the stream that broke.
+            await self.check()
+            if self.unavailable is not None:
+                raise BackendUnavailable(f"isolation unavailable: {self.unavailable}") from exc
+            raise
         await self.sentinel.observe_runs(policy.name, results)  # honeytokens, violation rate
         return results
 
