@@ -112,6 +112,14 @@ def _per_process(samples: Path, name: str, labels: dict[str, str]) -> dict[str, 
     return values
 
 
+def _warm(url: str) -> float:
+    """Warm plus starting containers of the default policy, as one scrape of ``url`` reports them."""
+    labels = {"policy": "default"}
+    return _scrape(url, "sandboxd_pool_containers", {**labels, "state": "warm"}) + _scrape(
+        url, "sandboxd_pool_containers", {**labels, "state": "starting"}
+    )
+
+
 def _scrape(url: str, name: str, labels: dict[str, str]) -> float:
     body = httpx.get(f"{url}/metrics", timeout=10).text
     rendered = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
@@ -152,10 +160,12 @@ def test_counts_from_two_workers_add_up(tmp_path: Path) -> None:
         for _ in range(3):  # consecutive scrapes land on either worker and agree
             assert _scrape(url, "sandboxd_http_requests_total", health_labels) == HEALTH_REQUESTS
             assert _scrape(url, "sandboxd_runs_total", {"policy": "default", "status": "ok"}) == RUNS
-        warm = _scrape(url, "sandboxd_pool_containers", {"policy": "default", "state": "warm"}) + _scrape(
-            url, "sandboxd_pool_containers", {"policy": "default", "state": "starting"}
-        )
-        assert warm == 2  # one warm container per worker, summed over live workers
+        # One warm container per worker, summed over live workers. Refills after the runs are asynchronous,
+        # so a worker may still be between handing a container back and starting its replacement.
+        deadline = time.monotonic() + 60
+        while (warm := _warm(url)) != 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert warm == 2
         # Each worker keeps its own container under its own label: neither swept the other's away.
         assert len(_containers(f"{instance}.w0")) >= 1
         assert len(_containers(f"{instance}.w1")) >= 1
