@@ -311,6 +311,9 @@ class DockerBackend:
                     detach=True,
                     stdin_open=True,
                     network_mode="none",
+                    # Still a private netns with only lo, but no libnetwork sandbox: the engine skips its
+                    # prestart hook (a re-exec of dockerd), which cost ~90 ms and the most CPU of a start.
+                    network_disabled=True,
                     read_only=True,
                     ipc_mode="none",
                     tmpfs={"/scratch": scratch},
