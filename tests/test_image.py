@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import marshal
 import re
 import shutil
 import subprocess
@@ -69,13 +70,40 @@ def test_runner_files_cover_the_runner_package_and_pyseccomp() -> None:
     files = image.runner_files()
     package = sorted(p.name for p in (Path(image.__file__).parent / "runner").glob("*.py"))
     prefix = image.RUNNER_DIR + "/"
-    mapped = sorted(path.removeprefix(prefix) for path in files if path.startswith(prefix))
+    mapped = sorted(
+        path.removeprefix(prefix) for path in files if path.startswith(prefix) and "__pycache__" not in path
+    )
     assert mapped == package
     assert FORKSERVER in files
     spec = importlib.util.find_spec("pyseccomp")
     assert spec is not None
     assert spec.origin is not None
     assert files[image.PYSECCOMP_PATH] == Path(spec.origin).read_bytes()
+
+
+@pytest.mark.skipif(sys.version_info[:2] != image.IMAGE_PYTHON, reason="bytecode only ships from a 3.11 host")
+def test_runner_ships_checked_hash_bytecode_that_matches_its_source() -> None:
+    """Each module has a pyc that the image's Python validates against the source hash on import."""
+    files = image.runner_files()
+    tag = sys.implementation.cache_tag
+    sources = [path for path in files if path.endswith(".py")]
+    for path in sources:
+        directory, _, name = path.rpartition("/")
+        pyc = files[f"{directory}/__pycache__/{name[:-3]}.{tag}.pyc"]
+        assert pyc[:4] == importlib.util.MAGIC_NUMBER
+        assert int.from_bytes(pyc[4:8], "little") == 0b11  # hash-based and checked on every import
+        assert pyc[8:16] == importlib.util.source_hash(files[path])
+        code = marshal.loads(pyc[16:])
+        assert code.co_filename == path
+    assert len([path for path in files if "/__pycache__/" in path]) == len(sources)
+
+
+def test_image_tag_ignores_bytecode_bytes_but_not_sources() -> None:
+    """Bytecode is derived from the sources, so only the sources decide the content-addressed tag."""
+    files = image.runner_files()
+    pyc = next(path for path in files if "/__pycache__/" in path)
+    assert image._tag_for({**files, pyc: b"different bytes"}) == image._tag_for(files)
+    assert image._tag_for({**files, FORKSERVER: files[FORKSERVER] + b"\n"}) != image._tag_for(files)
 
 
 def test_debian_mirror_is_read_from_apt_sources() -> None:
