@@ -21,9 +21,9 @@ from .verdict import Status
 
 log = logging.getLogger(__name__)
 _RESULT_GRACE_SECONDS = 10.0
-# Runs in flight per child slot: the fork-server always has the next run queued when a child exits,
-# and the daemon writes to the container half as often per run.
-_PIPELINE_DEPTH = 2
+# Runs in flight per child slot: the fork-server always has runs queued when a child exits, enough to
+# fork its children in bursts (runner/forkserver.py, Spare), and the daemon writes to it less often.
+_PIPELINE_DEPTH = 4
 
 
 class Executor:

@@ -1,0 +1,82 @@
+"""Children forked in bursts ahead of their runs (runner/forkserver.py ``Spare``), on real containers.
+
+Each spare must get exactly its own run (job and stdin), its wall time must start when it gets the
+run rather than at its fork, and a burst that hits the container's pids limit must shrink, not fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from sandboxd.settings import BUILTIN_POLICIES, Settings
+from sandboxd.testing import running_server
+
+pytestmark = pytest.mark.docker
+
+TIGHT = """\
+schema_version: 1
+kind: sandbox
+name: tight
+extends: default
+description: Test-only. Four pids, so a burst of spares is cut short by the pids limit.
+container:
+  pids_limit: 4
+pool:
+  warm_containers: 1
+  max_parallel_runs: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    policies = tmp_path_factory.mktemp("policies")
+    for source in BUILTIN_POLICIES.glob("*.yaml"):
+        shutil.copy(source, policies / source.name)
+    (policies / "tight.yaml").write_text(TIGHT)
+    settings = Settings(instance=f"test-spares-{uuid.uuid4().hex[:8]}", policies_dir=policies)
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=120) as http:
+        yield http
+
+
+def _batch(
+    client: httpx.Client, runs: list[dict[str, object]], policy: str = "default"
+) -> list[dict[str, object]]:
+    response = client.post("/v1/runs/batch", json={"runs": runs, "policy": policy})
+    assert response.status_code == 200, response.text
+    results: list[dict[str, object]] = response.json()["results"]
+    return results
+
+
+@pytest.mark.parametrize("policy", ["default", "tight"])
+def test_every_spare_runs_its_own_job_and_stdin(client: httpx.Client, policy: str) -> None:
+    """Many more runs than one burst: each answer carries its own code's and stdin's marker."""
+    runs = [
+        {"code": f"import sys\nprint('job-{index}', sys.stdin.read())", "stdin": f"stdin-{index}"}
+        for index in range(40)
+    ]
+    results = _batch(client, runs, policy)
+    assert [result["status"] for result in results] == ["ok"] * len(runs)
+    assert [result["stdout"] for result in results] == [f"job-{index} stdin-{index}\n" for index in range(40)]
+
+
+def test_wall_time_starts_when_the_spare_gets_its_run(client: httpx.Client) -> None:
+    """Eight 0.6 s sleeps, two at a time, under a 1 s wall limit: a spare that waited is not charged."""
+    runs = [
+        {"code": "import time\ntime.sleep(0.6)\nprint('slept')", "limits": {"wall_time_seconds": 1.0}}
+    ] * 8
+    results = _batch(client, runs)
+    assert [result["status"] for result in results] == ["ok"] * len(runs)
+    assert all(float(str(result["wall_time_seconds"])) < 1.0 for result in results)
+
+
+def test_the_pids_limit_is_still_enforced_on_model_code(client: httpx.Client) -> None:
+    """Spares take pids, but a child still cannot fork (nproc 0, seccomp): the verdict is unchanged."""
+    code = "import os\nos.fork()\nprint('forked')"
+    result = _batch(client, [{"code": code}], "tight")[0]
+    assert result["status"] in {"runtime_error", "sandbox_violation"}
+    assert "forked" not in str(result["stdout"])
