@@ -16,6 +16,7 @@ resolved executables, never from request data (hence the ``noqa: S603`` markers)
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import io
@@ -98,18 +99,38 @@ def _bytecode(sources: Mapping[str, bytes]) -> dict[str, bytes]:
     """
     if sys.version_info[:2] != IMAGE_PYTHON:
         return {}
-    tag = sys.implementation.cache_tag
-    compiled = {}
-    for path, source in sources.items():
-        if not path.endswith(".py"):
-            continue
-        directory, _, name = path.rpartition("/")
-        code = compile(source, path, "exec", dont_inherit=True, optimize=0)
-        data = importlib.util.source_hash(source)
-        pyc = bytearray(importlib.util.MAGIC_NUMBER)
-        pyc += (0b11).to_bytes(4, "little")  # flags: hash-based, checked
-        pyc += data + marshal.dumps(code)
-        compiled[f"{directory}/__pycache__/{name[:-3]}.{tag}.pyc"] = bytes(pyc)
+    modules = tuple(sorted((path, source) for path, source in sources.items() if path.endswith(".py")))
+    return _compiled(modules)
+
+
+# Compiled in a fresh interpreter with a fixed hash seed: the order of frozenset constants follows str
+# hashes, and marshal's back-references follow refcounts, so bytes compiled in a busy process differ.
+_COMPILE = """
+import importlib.util, marshal, sys
+out = {}
+for path, source in marshal.loads(sys.stdin.buffer.read()):
+    code = compile(source, path, "exec", dont_inherit=True, optimize=0)
+    directory, _, name = path.rpartition("/")
+    head = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little") + importlib.util.source_hash(source)
+    out[directory + "/__pycache__/" + name[:-3] + "." + sys.implementation.cache_tag + ".pyc"] = (
+        head + marshal.dumps(code)
+    )
+sys.stdout.buffer.write(marshal.dumps(out))
+"""
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled(modules: tuple[tuple[str, bytes], ...]) -> dict[str, bytes]:
+    done = subprocess.run(  # noqa: S603 - this interpreter, fixed argv; the sources are ours
+        [sys.executable, "-I", "-S", "-c", _COMPILE],
+        input=marshal.dumps(list(modules)),
+        capture_output=True,
+        env={"PYTHONHASHSEED": "0"},
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ImageBuildError(f"compiling the runner failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    compiled: dict[str, bytes] = marshal.loads(done.stdout)  # noqa: S302 - our own compiler child's output, never model data
     return compiled
 
 
@@ -123,7 +144,8 @@ def _tag_for(files: Mapping[str, bytes]) -> str:
     base = f"suite={SUITE}\npackages={','.join(PACKAGES)}\nslim={_SLIM_EXCLUDES}\nchanges={IMPORT_CHANGES}\n"
     digest = hashlib.sha256(base.encode() + dockerfile)
     compiled = sorted(path for path in files if "/__pycache__/" in path)
-    digest.update(f"bytecode={len(compiled)}\n".encode())  # derived from the sources: counted, not hashed
+    # Derived from the sources: counted, and the way they are made (_COMPILE) is hashed, not their bytes.
+    digest.update(f"bytecode={len(compiled)}\n".encode() + _COMPILE.encode())
     for path, content in sorted(files.items()):
         if "/__pycache__/" not in path:  # marshal output may vary with interning state between processes
             digest.update(b"\0%s\0%d\0" % (path.encode(), len(content)) + content)
