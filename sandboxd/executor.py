@@ -21,9 +21,10 @@ from .verdict import Status
 
 log = logging.getLogger(__name__)
 _RESULT_GRACE_SECONDS = 10.0
-# Runs in flight per child slot: the fork-server always has runs queued when a child exits, enough to
-# fork its children in bursts (runner/forkserver.py, Spare), and the daemon writes to it less often.
-_PIPELINE_DEPTH = 4
+# Runs in flight per child slot: the fork-server always has the next run queued when a child exits (and
+# forks children for the queue in bursts, runner/forkserver.py Spare). Deeper queues lose more innocent
+# runs with a sandbox that dies (each is retried only once): 4 turned one killer run into three losses.
+_PIPELINE_DEPTH = 2
 
 
 class Executor:

@@ -256,6 +256,10 @@ class DockerBackend:
                     self._client = docker.DockerClient(base_url=self._settings.docker_url, timeout=timeout)
                 else:
                     self._client = docker.from_env(timeout=timeout)
+            if self._client.api.base_url.startswith("http+docker://"):  # a unix socket: no proxy applies
+                # requests would otherwise scan os.environ for proxies on every engine call: wasted CPU,
+                # and a KeyError when another thread edits the environment at that moment.
+                self._client.api.trust_env = False
         return self._client
 
     async def check(self, images: set[str], runtimes: set[str]) -> None:
