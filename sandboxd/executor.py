@@ -129,4 +129,5 @@ class Executor:
                 )
                 await sandbox.destroy()
                 return
-            results[index] = interpret(response, request.nonce, spec.limits, sandbox.id)
+            probes = len(spec.job.get("probes") or ())  # output-signature probes (docs/azr.md)
+            results[index] = interpret(response, request.nonce, spec.limits, sandbox.id, probes=probes)

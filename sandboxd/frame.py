@@ -62,3 +62,23 @@ def parse_frame(raw: bytes, nonce: str) -> ResultFrame | None:
         encode_error=encode_error,
         values=tuple(values),
     )
+
+
+def split_frames(raw: bytes, count: int) -> list[bytes]:
+    """Cut ``raw`` at the first ``count`` length prefixes; the rest (if any) is the last chunk.
+
+    Only runs that asked for probes are read this way: the validation's frame, then one frame per probe
+    (docs/azr.md, "Output signature"). Each chunk is still checked whole by ``parse_frame``.
+    """
+    chunks: list[bytes] = []
+    offset = 0
+    while len(chunks) < count and len(raw) - offset >= HEADER.size:
+        (length,) = HEADER.unpack_from(raw, offset)
+        end = offset + HEADER.size + length
+        if end > len(raw):
+            break
+        chunks.append(raw[offset:end])
+        offset = end
+    if offset < len(raw):
+        chunks.append(raw[offset:])
+    return chunks

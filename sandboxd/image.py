@@ -1,4 +1,5 @@
-"""Build the runner image: Debian bookworm with python3, numpy and libseccomp2, plus the sandboxd runner.
+"""Build the runner image: Debian bookworm with python3, numpy and libseccomp2, plus the sandboxd runner
+and the CrossHair/z3 toolchain of the formal check (pinned wheels, see :mod:`sandboxd.wheelhouse`).
 
 Two build methods produce the same layout (see images/runner/README.md):
 
@@ -33,6 +34,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
+from sandboxd import wheelhouse
 from sandboxd.exceptions import SandboxdError
 
 Progress = Callable[[str], None]
@@ -142,6 +144,7 @@ def runner_image_tag() -> str:
 def _tag_for(files: Mapping[str, bytes]) -> str:
     dockerfile = DOCKERFILE.read_bytes() if DOCKERFILE.is_file() else b""
     base = f"suite={SUITE}\npackages={','.join(PACKAGES)}\nslim={_SLIM_EXCLUDES}\nchanges={IMPORT_CHANGES}\n"
+    base += wheelhouse.describe()  # the pinned CrossHair/z3 wheels (sandboxd/wheelhouse.py)
     digest = hashlib.sha256(base.encode() + dockerfile)
     compiled = sorted(path for path in files if "/__pycache__/" in path)
     # Derived from the sources: counted, and the way they are made (_COMPILE) is hashed, not their bytes.
@@ -171,10 +174,11 @@ def build(method: str = "auto", *, force: bool = False, progress: Progress = lam
         if method == "auto":
             method = "dockerfile" if image_present(BASE_IMAGE) else "debootstrap"
             progress(f"auto: {BASE_IMAGE} is {'' if method == 'dockerfile' else 'not '}present: {method}")
+        formal = wheelhouse.tree(cache_dir(), progress)
         if method == "dockerfile":
-            _build_dockerfile(tag, files, progress)
+            _build_dockerfile(tag, files, progress, formal)
         else:
-            _build_debootstrap(tag, files, progress)
+            _build_debootstrap(tag, files, progress, formal)
     _run([_require("docker", "install docker.io"), "tag", tag, LATEST_TAG], progress, "tag")
     progress(f"image: {tag} is ready (also tagged {LATEST_TAG})")
     return tag
@@ -209,7 +213,7 @@ def debian_mirror() -> str:
     )
 
 
-def _build_dockerfile(tag: str, files: Mapping[str, bytes], progress: Progress) -> None:
+def _build_dockerfile(tag: str, files: Mapping[str, bytes], progress: Progress, formal: Path | None) -> None:
     docker = _require("docker", "install docker.io")
     if not DOCKERFILE.is_file():
         raise ImageBuildError(f"{DOCKERFILE} is missing; the dockerfile method needs a source checkout")
@@ -221,13 +225,14 @@ def _build_dockerfile(tag: str, files: Mapping[str, bytes], progress: Progress) 
             dest.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             dest.write_bytes(content)
             dest.chmod(0o644)
+        wheelhouse.stage(formal, root)  # opt/sandboxd-formal/, 0644 like the runner files (empty: no wheels)
         progress(f"dockerfile: docker build of {DOCKERFILE} with {len(files)} staged files")
         # --network=host: the engine may run without a bridge, and apt inside the build needs the network.
         cmd = [docker, "build", "--network=host", "-t", tag, context]
         _run(cmd, progress, "docker build", env={**os.environ, "DOCKER_BUILDKIT": "0"})
 
 
-def _build_debootstrap(tag: str, files: Mapping[str, bytes], progress: Progress) -> None:
+def _build_debootstrap(tag: str, files: Mapping[str, bytes], progress: Progress, formal: Path | None) -> None:
     docker = _require("docker", "install docker.io")
     base = _base_tarball(progress)
     progress(f"import: streaming {base} and {len(files)} runner files into `docker import` as {tag}")
@@ -236,7 +241,7 @@ def _build_debootstrap(tag: str, files: Mapping[str, bytes], progress: Progress)
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - fixed argv of resolved tools, see the module docstring
         assert proc.stdin is not None
         try:
-            _write_image_tar(proc.stdin, base, files)
+            _write_image_tar(proc.stdin, base, files, dict(wheelhouse.files(formal)) if formal else {})
         except BrokenPipeError:
             pass  # docker import exited early; its own message below says more than the broken pipe
         except BaseException:
@@ -252,9 +257,13 @@ def _build_debootstrap(tag: str, files: Mapping[str, bytes], progress: Progress)
     progress(f"import: created {tag}")
 
 
-def _write_image_tar(out: IO[bytes], base: Path, files: Mapping[str, bytes]) -> None:
-    """Stream one tar: the base rootfs, the runner files (0644, root) and an empty ``/scratch`` (1777)."""
-    ours = {path.strip("/") for path in files} | {SCRATCH_DIR.strip("/")}
+def _write_image_tar(
+    out: IO[bytes], base: Path, files: Mapping[str, bytes], copied: Mapping[str, Path] | None = None
+) -> None:
+    """Stream one tar: the base rootfs, the runner files and ``copied`` host files (0644, root) and an
+    empty ``/scratch`` (1777)."""
+    copied = copied or {}
+    ours = {path.strip("/") for path in [*files, *copied]} | {SCRATCH_DIR.strip("/")}
     dirs: set[str] = set()
     with (
         tarfile.open(base, "r|") as src,
@@ -268,14 +277,23 @@ def _write_image_tar(out: IO[bytes], base: Path, files: Mapping[str, bytes]) -> 
                 dirs.add(name)
             dst.addfile(member, src.extractfile(member) if member.isreg() else None)
         for path, content in sorted(files.items()):
-            parts = path.strip("/").split("/")
-            for depth in range(1, len(parts)):
-                parent = "/".join(parts[:depth])
-                if parent not in dirs:
-                    dst.addfile(_entry(parent, tarfile.DIRTYPE, 0o755))
-                    dirs.add(parent)
+            _add_parents(dst, path, dirs)
             dst.addfile(_entry(path.strip("/"), tarfile.REGTYPE, 0o644, len(content)), io.BytesIO(content))
+        for path, source in sorted(copied.items()):
+            _add_parents(dst, path, dirs)
+            with source.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                dst.addfile(_entry(path.strip("/"), tarfile.REGTYPE, 0o644, size), handle)
         dst.addfile(_entry(SCRATCH_DIR.strip("/"), tarfile.DIRTYPE, 0o1777))
+
+
+def _add_parents(dst: tarfile.TarFile, path: str, dirs: set[str]) -> None:
+    parts = path.strip("/").split("/")
+    for depth in range(1, len(parts)):
+        parent = "/".join(parts[:depth])
+        if parent not in dirs:
+            dst.addfile(_entry(parent, tarfile.DIRTYPE, 0o755))
+            dirs.add(parent)
 
 
 def _entry(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:

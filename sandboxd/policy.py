@@ -81,6 +81,10 @@ class AzrOptions(_Frozen):
     # Extra validation runs, each in a separate process of an interpreter started with this
     # PYTHONHASHSEED; an output that differs (set order of strings, say) is nondeterministic.
     hash_seeds: tuple[int, ...] = Field((), max_length=4)
+    # Output-signature probes (docs/azr.md): after validating a task, ``f`` is called once on this many
+    # inputs derived from the example input's types, in the same child, for the curriculum's output
+    # signature. They never change the validation's result; 0 turns them off.
+    probe_inputs: int = Field(4, ge=0, le=16)
 
 
 class WatchdogOptions(_Frozen):
@@ -94,6 +98,12 @@ class WatchdogOptions(_Frozen):
     induction_samples: int = Field(20, ge=0, le=200)
     induction_mode: Literal["enforce", "warn", "audit"] = "enforce"  # what a counterexample does
     induction_budget_seconds: float = Field(5.0, gt=0, le=60)  # wall and CPU time of each detector run
+    # Formal equivalence check (docs/watchdog.md): CrossHair searches, inside the sandbox, for an input on
+    # which a small pure induction answer and its reference_program differ. Off unless formal_check.
+    formal_check: bool = False
+    formal_mode: Literal["enforce", "warn", "audit"] = "enforce"  # what a confirmed counterexample does
+    formal_budget_seconds: float = Field(5.0, gt=0, le=60)  # wall and CPU time of each formal run
+    formal_max_ast_nodes: int = Field(300, ge=1, le=4000)  # larger programs (either one) are not checked
 
 
 class SandboxPolicy(_Frozen):

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .frame import ResultFrame, parse_frame
+from .frame import ResultFrame, parse_frame, split_frames
 from .limits import Limits
 from .policy import SandboxPolicy
 from .verdict import Status, Termination, classify
@@ -37,6 +37,9 @@ class RunResult:
     sandbox_id: str = ""
     frame: ResultFrame | None = field(default=None, repr=False)
     detail: str | None = None  # why, for statuses a client cannot infer (internal_error)
+    # One per probe the job asked for (docs/azr.md, "Output signature"): the probe frame's tagged result,
+    # or ``["lost", why]`` (the status that ended the child, or ``unencodable``); None without probes.
+    probes: tuple[Any, ...] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,15 @@ def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str) -> ForkReque
         "nonce": nonce,
         "limits": spec.limits.model_dump(),
         "encoder": policy.encoder.model_dump(),
-        "frame_bytes": policy.encoder.max_text_bytes + 65536,
+        # Room for the validation's frame, plus one small frame per output-signature probe (runner/child.py).
+        "frame_bytes": policy.encoder.max_text_bytes + 65536 + len(spec.job.get("probes") or ()) * 20480,
         "job_bytes": len(job),
         "stdin_bytes": len(stdin),
     }
     if spec.job.get("hash_seed") is not None:
         message["zygote"] = f"seed:{int(spec.job['hash_seed'])}"
+    elif spec.job.get("kind") == "formal":  # CrossHair and z3 are loaded only there (runner/formal.py)
+        message["zygote"] = "formal"
     elif needs_heavy_zygote(spec.job, policy.heavy_modules):
         message["zygote"] = "heavy"
     return ForkRequest(message, job + stdin, nonce)
@@ -85,12 +91,30 @@ def _text(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", "replace")
 
 
-def interpret(response: dict[str, Any], nonce: str, limits: Limits, sandbox_id: str) -> RunResult:
+def _probed(chunks: list[bytes], count: int, nonce: str, end: Termination) -> tuple[Any, ...]:
+    """Each probe's tagged result, or why it is missing: how the child ended after the validation frame."""
+    ended = classify(end, None).value if end.killed_by or end.signal is not None else None
+    out: list[Any] = []
+    for index in range(count):
+        frame = parse_frame(chunks[index], nonce) if index < len(chunks) else None
+        if frame is not None and frame.encode_error is None and len(frame.values) == 1:
+            out.append(frame.values[0])
+        else:
+            out.append(["lost", "unencodable" if frame is not None else (ended or "missing")])
+    return tuple(out)
+
+
+def interpret(
+    response: dict[str, Any], nonce: str, limits: Limits, sandbox_id: str, *, probes: int = 0
+) -> RunResult:
     """Turn the fork-server's report into a result. Pure: no I/O, no model text evaluated.
 
-    ``stdout``, ``stderr`` and ``frame`` are the raw sections of the result's body.
+    ``stdout``, ``stderr`` and ``frame`` are the raw sections of the result's body. With ``probes``, the
+    frame section holds the validation's frame, then one frame per probe: once the validation's frame is
+    complete, how the child ended afterwards (a probe that hung, say) concerns only the probes, so the
+    status is decided as if the child had exited right after that frame.
     """
-    frame = parse_frame(bytes(response.get("frame") or b""), nonce)
+    raw = bytes(response.get("frame") or b"")
     end = Termination(
         exit_code=response.get("exit_code"),
         signal=response.get("signal"),
@@ -98,6 +122,15 @@ def interpret(response: dict[str, Any], nonce: str, limits: Limits, sandbox_id: 
         cpu_time_seconds=float(response.get("cpu_time_seconds", 0.0)),
         cpu_limit_seconds=limits.cpu_time_seconds,
     )
+    probed: tuple[Any, ...] | None = None
+    if probes > 0:
+        chunks = split_frames(raw, 1 + probes)
+        frame = parse_frame(chunks[0], nonce) if chunks else None
+        if frame is not None and frame.outcome == "ok":
+            probed = _probed(chunks[1:], probes, nonce, end)
+            end = Termination(0, None, None, end.cpu_time_seconds, end.cpu_limit_seconds)
+    else:
+        frame = parse_frame(raw, nonce)
     return RunResult(
         status=classify(end, frame),
         exit_code=end.exit_code,
@@ -111,4 +144,5 @@ def interpret(response: dict[str, Any], nonce: str, limits: Limits, sandbox_id: 
         peak_memory_bytes=int(response.get("peak_memory_kib", 0)) * 1024,
         sandbox_id=sandbox_id,
         frame=frame,
+        probes=probed,
     )

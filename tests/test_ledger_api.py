@@ -86,7 +86,7 @@ ANSWER = {
     "expected_output": "2",
 }
 INDUCTION = {"task_type": "induction", "answer": "def f(x):\n    return x", "inputs": ["1"], "outputs": ["1"]}
-TASK_KEYS = {"request_id", "policy", "task_type", "program", "imports", "inputs", "valid", "reason", "outputs", "usage", "decision", "spot_check"}
+TASK_KEYS = {"request_id", "policy", "task_type", "program", "imports", "inputs", "valid", "reason", "outputs", "output_signature", "usage", "decision", "spot_check"}
 ANSWER_KEYS = {
     "request_id", "policy", "task_type", "program", "input", "answer", "expected_output", "correct", "reward",
     "reason", "compared_by", "usage", "decision", "inputs", "outputs", "value_reward", "spot_check",

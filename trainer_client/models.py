@@ -145,6 +145,9 @@ class ValidateResult(_Result):
     values: list[Any] = Field(default_factory=list)
     detail: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    # Hash of f on probe inputs derived from the example input's types (sandboxd docs/azr.md); equal for
+    # tasks that behave alike on them, so usable to deduplicate proposals. None when probes are off.
+    output_signature: str | None = None
 
 
 class ValueReward(_Result):

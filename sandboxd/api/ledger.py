@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from sandboxd.ledger import merkle
 from sandboxd.ledger.entry import Kind
+from sandboxd.ledger.families import REF_PATTERN, parse_ref
 from sandboxd.ledger.query import EntryFilter
 from sandboxd.ledger.sinks import checkpoint_json
 from sandboxd.ledger.store import StoredEntry
@@ -34,6 +35,7 @@ from .schemas import Problem
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 _ERRORS: dict[int | str, dict[str, object]] = {400: {"model": Problem}, 503: {"model": Problem}}
+_ENTRY_ERRORS: dict[int | str, dict[str, object]] = {**_ERRORS, 404: {"model": Problem}}
 MAX_LIMIT = 1000
 _CURSOR_PREFIX = b"sandboxd-ledger:"
 
@@ -75,7 +77,23 @@ def _public(row: StoredEntry) -> EntryPublic:
     )
 
 
-@router.get("/entries", responses=_ERRORS)
+async def _family(service: ServiceDep, text: str) -> tuple[str, int]:
+    """The (set, family) a ref names; 404 if the set is not stored or has no such family."""
+    set_id, family = parse_ref(text)
+    found = await service.ledger.call(lambda store: store.family_set(set_id))
+    if found is None:
+        raise HTTPException(
+            404,
+            f"no family set {set_id} in this ledger: it was never recorded here, or it is older than the "
+            "sets kept; take a family ref from a recent scorecard",
+        )
+    if family not in found.families:
+        known = ", ".join(str(f) for f in found.families) or "none"
+        raise HTTPException(404, f"family set {set_id} has no family {family} (its families: {known})")
+    return set_id, family
+
+
+@router.get("/entries", responses=_ENTRY_ERRORS)
 async def list_entries(
     service: ServiceDep,
     *,
@@ -84,6 +102,14 @@ async def list_entries(
     decision: Literal["allow", "warn", "veto"] | None = None,
     rule: Annotated[str | None, Query(min_length=1, max_length=200, description="a watchdog rule id")] = None,
     task_type: Literal["deduction", "abduction", "induction"] | None = None,
+    family: Annotated[
+        str | None,
+        Query(
+            pattern=REF_PATTERN,
+            description="a family ref from a scorecard, <family set>:<family id>: that family's proposals "
+            "and the answers checked against them",
+        ),
+    ] = None,
     since: Annotated[datetime | None, Query(description="inclusive, RFC 3339")] = None,
     until: Annotated[datetime | None, Query(description="exclusive, RFC 3339")] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
@@ -103,6 +129,7 @@ async def list_entries(
         task_type=task_type,
         since=start,
         until=end,
+        family=None if family is None else await _family(service, family),
     )
     after = -1 if cursor is None else decode_cursor(cursor)
     rows = await service.ledger.call(lambda store: store.query(flt, after, limit + 1))

@@ -47,6 +47,7 @@ def task_proposed(task: ProposedTask, result: ValidateResult, policy: str) -> It
         "valid": result.valid,
         "reason": result.reason.value,
         "outputs": list(result.outputs),
+        "output_signature": result.output_signature,
         "usage": _usage(result.usage),
         "decision": decision_record(result.watchdog),
         "spot_check": False,

@@ -6,11 +6,12 @@ processes (a few per request, deduplicated), so the answer's process never sees 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandboxd.azr import hardcoding
+from sandboxd.azr import equivalence, hardcoding
 from sandboxd.azr.equality import equal
 from sandboxd.azr.literal import NotLiteral, parse_literal
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
@@ -266,9 +267,12 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
         for answer, (_, run) in zip(request.answers, judged, strict=True)
     ]
     isolated = functools.partial(_isolated_policy, service, policy)  # resolved only if the detector runs
-    semantic = await hardcoding.screen(service, policy, isolated, request.answers, final)
-    for result, decision, post, formal in zip(final, decisions, after, semantic, strict=True):
-        merged = combine(decision, post, formal)
+    semantic, formal = await asyncio.gather(  # the hard-coding detector and the formal check (CrossHair)
+        hardcoding.screen(service, policy, isolated, request.answers, final),
+        equivalence.screen(service, policy, isolated, request.answers, final),
+    )
+    for result, decision, post, probed, searched in zip(final, decisions, after, semantic, formal, strict=True):
+        merged = combine(decision, post, probed, searched)
         result.watchdog = report(merged) if merged is not None else None
         if merged is not None and is_veto(merged) and result.reason != Reason.VETOED:
             result.correct, result.reward = False, 0.0

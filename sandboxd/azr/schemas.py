@@ -67,6 +67,11 @@ class ValidateResult(BaseModel):
     error_type: str | None = Field(None, description="Exception class name when the program raised")
     usage: Usage
     watchdog: WatchdogReport | None = Field(None, description="The static watchdog's decision; null when off")
+    output_signature: str | None = Field(
+        None,
+        description="Hash of f's results on probe inputs derived from the example input's types "
+        "(docs/azr.md); equal for programs that behave alike on them; null when probes are off or did not run",
+    )
 
 
 class ValidateResponse(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandboxd.azr import probes
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
 from sandboxd.azr.schemas import ProposedTask, Reason, Usage, ValidateRequest, ValidateResult
 from sandboxd.azr.texts import TextRejected, check_arguments, check_imports, check_program, parse_import_list
@@ -90,7 +91,18 @@ def prepare(task: ProposedTask, policy: SandboxPolicy) -> list[RunSpec] | Valida
         RunSpec(job={**job, "repeat": 1, "hash_seed": seed}, limits=policy.limits)
         for seed in policy.azr.hash_seeds
     ]
+    shape = probes.shape(task.inputs[0]) if task.inputs and policy.azr.probe_inputs else None
+    if shape is not None:  # after the validation's frame, in the same child (docs/azr.md)
+        job = {**job, "probes": probes.probe_texts(shape, policy.azr.probe_inputs)}
     return [RunSpec(job=job, limits=policy.limits), *seeded]
+
+
+def output_signature(task: ProposedTask, run: RunResult) -> str | None:
+    """The signature of the probes that ran with the validation (``probes.signature``), or ``None``."""
+    shape = probes.shape(task.inputs[0]) if task.inputs else None
+    if shape is None or run.probes is None:
+        return None
+    return probes.signature(shape, run.probes)
 
 
 def judge(runs: list[RunResult], count: int, request: ValidateRequest) -> ValidateResult:
@@ -167,6 +179,8 @@ async def validate(service: Service, policy: SandboxPolicy, request: ValidateReq
             continue
         runs = results[position : position + len(item)]
         final.append(judge(runs, len(task.inputs), request))
+        if final[-1].valid:  # a task that fails validation gets no signature
+            final[-1].output_signature = output_signature(task, runs[0])
         position += len(item)
         # Post-execution checks (DESIGN.md §4 step 6) on each of the task's runs.
         source = screened_text(task.imports, task.program)
@@ -176,4 +190,5 @@ async def validate(service: Service, policy: SandboxPolicy, request: ValidateReq
         result.watchdog = report(decision) if decision is not None else None
         if decision is not None and is_veto(decision) and result.reason != Reason.VETOED:
             result.valid, result.reason, result.detail = False, Reason.VETOED, vetoed_detail(decision)
+            result.output_signature = None
     return final

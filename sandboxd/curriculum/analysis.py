@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import families, minhash
 from .drift import Drift, drift
-from .features import METRICS, ProgramFeatures, featurize, output_signature
+from .features import METRICS, ProgramFeatures, behaviour_signature, featurize
 from .items import Record
 
 if TYPE_CHECKING:
@@ -55,13 +55,20 @@ def build(items: Sequence[Record]) -> Curriculum:
     programs = list(index)
     feats = [featurize(p) for p in programs]
     hashes = minhash.signatures([f.tokens for f in feats])
+    # Programs that behave alike on the probe inputs share a term, which pulls them into one family.
+    probed: dict[int, str] = {}
+    for item in items:
+        signature = item.text("output_signature")
+        if signature is not None:
+            probed.setdefault(index[item.text("program") or ""], f"sig:{signature}")
+    documents = [[*f.documents(), *([probed[i]] if i in probed else [])] for i, f in enumerate(feats)]
     return Curriculum(
         programs,
         index,
         feats,
         hashes,
         minhash.near_duplicates(hashes),
-        families.cluster([f.documents() for f in feats]),
+        families.cluster(documents),
     )
 
 
@@ -80,9 +87,7 @@ def diversity(curriculum: Curriculum, items: Sequence[Record]) -> dict[str, Any]
     ids = curriculum.ids(items)
     n = len(ids)
     groups = {curriculum.groups.group[i] for i in ids}
-    signatures = {output_signature(item.body.get("inputs"), item.body.get("outputs")) for item in items} - {
-        None
-    }
+    signatures = {behaviour_signature(item.body) for item in items} - {None}
     labels = [curriculum.clustering.labels[i] for i in ids]
     return {
         "items": n,

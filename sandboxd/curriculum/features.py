@@ -2,8 +2,9 @@
 
 A program is hostile text. It is tokenized and parsed with ``ast`` (never compiled or executed), and
 anything that does not parse, or is too large or too deeply nested to parse, still gets lexical features
-with ``parses=False`` and zero complexity. The output signature is a hash over the outputs the validator
-already recorded in the ledger entry, so it needs no execution on the trusted side.
+with ``parses=False`` and zero complexity. The output signature is a hash the validator recorded in the
+ledger entry (over probe inputs run in the sandbox, or over the task's own inputs and outputs), so it needs
+no execution on the trusted side.
 """
 
 from __future__ import annotations
@@ -135,3 +136,14 @@ def output_signature(inputs: Any, outputs: Any) -> str | None:
     except (TypeError, ValueError):
         return None
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+def behaviour_signature(body: Any) -> str | None:
+    """A proposal's behaviour: the probe signature the validator recorded (``output_signature``, the same
+    probe inputs for every program with the same argument types, docs/azr.md), else the hash of its
+    own recorded (inputs, outputs), which only compares tasks with equal inputs."""
+    probed = body.get("output_signature") if isinstance(body, dict) else None
+    if isinstance(probed, str):
+        return f"probe:{probed}"
+    return output_signature(body.get("inputs"), body.get("outputs")) if isinstance(body, dict) else None
+

@@ -14,8 +14,9 @@ from typing import Any
 
 import psycopg
 
-from . import merkle
+from . import family_tables, merkle
 from .entry import Kind, now
+from .families import FamilySet, FamilySetInfo
 from .note import Checkpoint, Signer
 from .query import EntryFilter, where
 from .store import ROW_COLUMNS, Item, StoredCheckpoint, StoredEntry, encode_row
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS entries (
     verdict TEXT,
     decision TEXT,
     task_type TEXT,
-    rules TEXT NOT NULL DEFAULT ''
+    rules TEXT NOT NULL DEFAULT '',
+    program_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_time ON entries (time);
 CREATE INDEX IF NOT EXISTS entries_kind ON entries (kind, seq);
@@ -53,6 +55,26 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 _PAGE = 10_000
+_HAS_PROGRAM_COLUMN = """
+SELECT 1 FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = 'entries' AND column_name = 'program_sha256'
+"""
+
+
+class _Sql:
+    """The connection as ``family_tables`` uses it."""
+
+    mark = "%s"
+
+    def __init__(self, db: psycopg.Connection[Any]) -> None:
+        self._db = db
+
+    def execute(self, statement: str, params: tuple[Any, ...] = ()) -> psycopg.Cursor[Any]:
+        return self._db.execute(statement, params or None)
+
+    def executemany(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        with self._db.cursor() as cursor:
+            cursor.executemany(statement, rows)
 
 
 class PostgresLedgerStore:
@@ -61,17 +83,19 @@ class PostgresLedgerStore:
     def __init__(self, url: str, *, origin: str = "sandboxd/ledger", signer: Signer | None = None) -> None:
         self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
         self._signer = signer
+        self._sql = _Sql(self._db)
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in filter(str.strip, _SCHEMA.split(";")):
+            for statement in filter(str.strip, (_SCHEMA + family_tables.TABLES).split(";")):
                 self._db.execute(statement)
+            family_tables.upgrade(self._sql, self._db.execute(_HAS_PROGRAM_COLUMN).fetchone() is not None)
             self._db.execute(
                 "INSERT INTO meta VALUES ('origin', %s) ON CONFLICT (key) DO NOTHING", (origin,)
             )
             row = self._db.execute("SELECT value FROM meta WHERE key = 'origin'").fetchone()
         self.origin: str = str(row[0]) if row else origin
+        # Filled from the stored leaf hashes by the first checkpoint (readers such as verify never need it).
         self._tree = merkle.CompactRange()
-        self._catch_up()
 
     def _catch_up(self) -> None:
         """Add the stored leaf hashes the compact range has not seen yet."""
@@ -112,7 +136,7 @@ class PostgresLedgerStore:
             rows = [encode_row(first + offset, kind, body, stamp) for offset, (kind, body) in enumerate(items)]
             with self._db.cursor() as cursor:
                 cursor.executemany(
-                    f"INSERT INTO entries ({ROW_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",  # noqa: S608 - fixed column list
+                    f"INSERT INTO entries ({ROW_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",  # noqa: S608 - fixed column list
                     rows,
                 )
             self._db.execute("UPDATE head SET size = %s WHERE id = 1", (first + len(rows),))
@@ -182,6 +206,16 @@ class PostgresLedgerStore:
         """The verifier key recorded when the log was first signed."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'vkey'").fetchone()
         return None if row is None else str(row[0])
+
+    def record_families(self, families: FamilySet) -> None:
+        """Store a family set next to the entries (outside the tree); prune the oldest beyond the cap."""
+        with self._db.transaction():
+            self._db.execute("LOCK TABLE family_sets IN SHARE ROW EXCLUSIVE MODE")  # one recorder at a time
+            family_tables.record(self._sql, families)
+
+    def family_set(self, set_id: str) -> FamilySetInfo | None:
+        """A stored family set's description, or ``None``."""
+        return family_tables.lookup(self._sql, set_id)
 
     def close(self) -> None:
         """Close the connection."""

@@ -8,12 +8,13 @@ appended in between, ``checkpoint`` catches up from the stored leaf hashes.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import merkle
+from . import family_tables, merkle
 from .entry import Kind, now
+from .families import FamilySet, FamilySetInfo
 from .note import Checkpoint, Signer
 from .query import EntryFilter, where
 from .store import ROW_COLUMNS, Item, StoredCheckpoint, StoredEntry, encode_row
@@ -28,7 +29,8 @@ CREATE TABLE IF NOT EXISTS entries (
     verdict TEXT,
     decision TEXT,
     task_type TEXT,
-    rules TEXT NOT NULL DEFAULT ''
+    rules TEXT NOT NULL DEFAULT '',
+    program_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_time ON entries (time);
 CREATE INDEX IF NOT EXISTS entries_kind ON entries (kind, seq);
@@ -44,6 +46,21 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+
+
+class _Sql:
+    """The connection as ``family_tables`` uses it."""
+
+    mark = "?"
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, statement: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        return self._db.execute(statement, params)
+
+    def executemany(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        self._db.executemany(statement, rows)
 
 
 def _blob(value: object) -> bytes:
@@ -63,14 +80,30 @@ class SqliteLedgerStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + family_tables.TABLES)
+        self._sql = _Sql(self._db)
+        if not self._has_program_column():
+            self._write(lambda: family_tables.upgrade(self._sql, self._has_program_column()))
         self._signer = signer
         row = self._db.execute("SELECT value FROM meta WHERE key = 'origin'").fetchone()
         self.origin: str = row[0] if row else origin
         if not row:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('origin', ?)", (origin,))
+        # Filled from the stored leaf hashes by the first checkpoint (readers such as verify never need it).
         self._tree = merkle.CompactRange()
-        self._catch_up()
+
+    def _has_program_column(self) -> bool:
+        return any(row[1] == "program_sha256" for row in self._db.execute("PRAGMA table_info(entries)"))
+
+    def _write(self, action: Callable[[], None]) -> None:
+        """Run ``action`` in one ``BEGIN IMMEDIATE`` transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            action()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def _catch_up(self) -> None:
         """Add the stored leaf hashes the compact range has not seen yet."""
@@ -93,7 +126,7 @@ class SqliteLedgerStore:
             stamp = now()
             rows = [encode_row(first + offset, kind, body, stamp) for offset, (kind, body) in enumerate(items)]
             self._db.executemany(
-                f"INSERT INTO entries ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - fixed column list
+                f"INSERT INTO entries ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - fixed column list
                 rows,
             )
             self._db.execute("COMMIT")
@@ -161,6 +194,14 @@ class SqliteLedgerStore:
         """The verifier key recorded when the log was first signed."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'vkey'").fetchone()
         return None if row is None else str(row[0])
+
+    def record_families(self, families: FamilySet) -> None:
+        """Store a family set next to the entries (outside the tree); prune the oldest beyond the cap."""
+        self._write(lambda: family_tables.record(self._sql, families))
+
+    def family_set(self, set_id: str) -> FamilySetInfo | None:
+        """A stored family set's description, or ``None``."""
+        return family_tables.lookup(self._sql, set_id)
 
     def close(self) -> None:
         """Close the database connection."""

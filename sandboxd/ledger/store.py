@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from . import merkle
-from .entry import Entry, Kind, now
+from .entry import Kind, canonical_json, now
+from .families import FamilySet, FamilySetInfo
 from .query import EntryFilter, facets
 
 Item = tuple[Kind, Mapping[str, Any]]
 
 
-@dataclass(frozen=True)
-class StoredEntry:
-    """A row as stored: the seq column, the stored leaf hash and the canonical entry bytes."""
+class StoredEntry(NamedTuple):
+    """A row as stored: the seq column, the stored leaf hash and the canonical entry bytes.
+
+    A named tuple, not a dataclass: verify makes a million of them, and tuples are built several times faster.
+    """
 
     seq: int
     leaf_hash: bytes
@@ -33,28 +36,33 @@ class StoredCheckpoint:
     note: str
 
 
-Row = tuple[int, bytes, bytes, str, str, str | None, str | None, str | None, str]
-ROW_COLUMNS = "seq, leaf_hash, data, kind, time, verdict, decision, task_type, rules"
+Row = tuple[int, bytes, bytes, str, str, str | None, str | None, str | None, str, str | None]
+ROW_COLUMNS = "seq, leaf_hash, data, kind, time, verdict, decision, task_type, rules, program_sha256"
 
 
 def encode_row(seq: int, kind: Kind, body: Mapping[str, Any], time: str | None = None) -> Row:
     """The stored columns of a new entry: seq, leaf hash, canonical bytes, then the query columns.
 
-    ``time`` defaults to now; a group append passes one time for all its entries.
+    ``time`` defaults to now; a group append passes one time for all its entries. The bytes are exactly
+    ``Entry(seq, kind, time, body).encode()``, built without the intermediate object (this runs per append).
     """
-    entry = Entry(seq, Kind(kind), time or now(), dict(body))
-    data = entry.encode()
-    found = facets(entry.body)
+    kind_value = kind.value if type(kind) is Kind else Kind(kind).value
+    stamp = time or now()
+    data = canonical_json(
+        {"seq": seq, "kind": kind_value, "time": stamp, "body": body if type(body) is dict else dict(body)}
+    )
+    found = facets(body)
     return (
         seq,
         merkle.leaf_hash(data),
         data,
-        entry.kind.value,
-        entry.time,
+        kind_value,
+        stamp,
         found.verdict,
         found.decision,
         found.task_type,
         found.rules,
+        found.program_sha256,
     )
 
 
@@ -70,6 +78,8 @@ class LedgerStore(Protocol):
     - ``leaf_hashes`` returns the stored leaf hashes of the first ``size`` entries (for proofs).
     - ``query`` returns up to ``limit`` rows with seq above ``after`` that match a filter, in seq order.
     - ``checkpoint`` computes the root over all entries, signs it, stores it and returns it.
+    - ``record_families`` stores a family set (``families.py``) next to the entries, outside the tree, and
+      prunes all but the newest ``families.KEEP_SETS``; ``family_set`` describes a stored one (or ``None``).
     - ``origin`` and ``vkey`` name the log and the verifier key its checkpoints are signed with
       (``vkey`` is ``None`` until a signer has been used).
     """
@@ -110,6 +120,14 @@ class LedgerStore(Protocol):
 
     def vkey(self) -> str | None:
         """The verifier key recorded when the log was first signed."""
+        ...
+
+    def record_families(self, families: FamilySet) -> None:
+        """Store a family set (re-recording one refreshes its time); prune the oldest beyond the cap."""
+        ...
+
+    def family_set(self, set_id: str) -> FamilySetInfo | None:
+        """A stored family set's description, or ``None`` if it was never recorded or was pruned."""
         ...
 
     def close(self) -> None:

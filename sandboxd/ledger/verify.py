@@ -115,8 +115,7 @@ def verify(store: LedgerStore, verifier: Verifier | None = None, *, workers: int
         sizes.pop()
     if workers is None:
         workers = scan.default_workers(store.size())
-    for index, (row, decoded) in enumerate(scan.decoded(store.entries(), workers)):
-        leaf = merkle.leaf_hash(row.data)
+    for index, (row, decoded, leaf) in enumerate(scan.decoded(store.entries(), workers)):
         if bad is None:
             bad = check_entry(index, row, leaves, leaf, decoded)
         leaves.append(leaf)

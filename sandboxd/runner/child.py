@@ -228,6 +228,36 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+PROBE_TEXT_BYTES = 16 * 1024  # a probe's value beyond this is reported as an encoding error
+_type = type
+
+
+class _Discard:
+    """Where ``print`` goes during probes: probe output is never shown or judged."""
+
+    def write(self, text: str) -> int:
+        return len(text) if _type(text) is str else 0
+
+    def flush(self) -> None:
+        return None
+
+
+def _probe(job: dict[str, Any], namespace: dict[str, Any], request: dict[str, Any]) -> None:
+    """After the result frame: one more frame per probe (the output signature's inputs, docs/azr.md).
+
+    The validation's frame is already written, so nothing here can change it; if a probe hangs, the
+    fork-server's wall limit ends the child and the remaining probes are reported as lost.
+    """
+    sink = _Discard()
+    sys.stdout = sys.stderr = sink  # a write-only stand-in
+    options = {**request.get("encoder", {}), "max_text_bytes": PROBE_TEXT_BYTES}
+    try:
+        for result in jobs.probe_results(job, namespace):
+            _write_all(RESULT_FD, _frame(request["nonce"], jobs.Outcome(values=[result]), Encoder(**options)))
+    except BaseException:  # a probe's hostile value or the frame pipe: stop probing, keep the exit status
+        return
+
+
 def run(fds: ChildFds, scratch: str, request: dict[str, Any], prep: Preparation) -> None:
     """Entry point after fork. Never returns."""
     try:
@@ -251,5 +281,7 @@ def run(fds: ChildFds, scratch: str, request: dict[str, Any], prep: Preparation)
         _write_all(RESULT_FD, _frame(request["nonce"], outcome, encoder))
     except BaseException:
         _exit(EXIT_FRAME_FAILED)
+    if outcome.probe_namespace is not None and outcome.outcome == "ok":
+        _probe(job, outcome.probe_namespace, request)
     status = outcome.exit_code if outcome.outcome == "exit" else (1 if outcome.outcome == "exception" else 0)
     _exit(status & 0xFF)

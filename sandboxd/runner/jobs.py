@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .formal import run_formal  # the ``formal`` job: CrossHair, in the formal zygote only
+
 _type = type
 _issubclass = issubclass
 _type_name = type.__dict__["__name__"].__get__
@@ -38,6 +40,7 @@ class Outcome:
     exc_builtin: bool = False
     exit_code: int = 0
     values: list[Any] = field(default_factory=list)
+    probe_namespace: dict[str, Any] | None = None  # set when the job asks for probes (``probe_results``)
 
 
 def describe_exception(exc: BaseException) -> Outcome:
@@ -106,7 +109,23 @@ def run_calls(job: dict[str, Any]) -> Outcome:
             results.append(("error", describe_exception(exc).exc_type))
             continue
         results.append(_result(code, scope))
-    return Outcome(values=results)
+    return Outcome(values=results, probe_namespace=namespace if job.get("probes") else None)
 
 
-JOB_KINDS: dict[str, Callable[[dict[str, Any]], Outcome]] = {"script": run_script, "calls": run_calls}
+def probe_results(job: dict[str, Any], namespace: dict[str, Any]) -> Any:
+    """Yield ``f(<probe>)`` for each of the job's ``probes``, once each, after the result frame is written.
+
+    Probes feed only the output signature (docs/azr.md); a result is ``("ok", value)`` (no repr) or
+    ``("error", exception_type_name)``.
+    """
+    entry = job.get("entry", "f")
+    for arguments in job.get("probes", []):
+        try:
+            value = _eval(_compile(entry + "(" + arguments + ")", "<probe>", "eval"), namespace)
+        except BaseException as exc:  # model code may raise anything, SystemExit included
+            yield ("error", describe_exception(exc).exc_type)
+            continue
+        yield ("ok", value)
+
+
+JOB_KINDS: dict[str, Callable[[dict[str, Any]], Outcome]] = {"script": run_script, "calls": run_calls, "formal": run_formal}

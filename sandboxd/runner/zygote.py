@@ -4,6 +4,8 @@
   bigger image, so that every other fork stays small and fast.
 - ``seed:N``: a fresh interpreter exec'd with ``PYTHONHASHSEED=N`` and configured like PID 1, for
   determinism checks across hash seeds (str hashes, and so set order, depend on the seed).
+- ``formal``: like ``heavy``, but it imports CrossHair and z3 (:mod:`.formal`) instead, for ``formal``
+  jobs; nothing else ever loads them.
 
 Both speak the same protocol over a socketpair. PID 1 forwards run messages to them and their
 answers to the daemon byte for byte, through private memory (see :mod:`.private`): it decodes only
@@ -21,6 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import formal
 from .private import Inbox, write_all
 from .protocol import ProtocolError, encode_message
 
@@ -64,7 +67,7 @@ class Zygotes:
         server = self.server
         if len(self.by_tag) >= _MAX_ZYGOTES:
             return None
-        if tag == "heavy" and server.heavy_modules:
+        if (tag == "heavy" and server.heavy_modules) or tag == "formal":
             seed = None
         elif tag.startswith("seed:") and tag[5:].isdigit():
             seed = tag[5:]
@@ -87,6 +90,8 @@ class Zygotes:
                 if seed is None:
                     from .forkserver import heavy_zygote  # noqa: PLC0415 - circular at import time
 
+                    if tag == "formal":  # this process only: PID 1 never imports CrossHair
+                        server.heavy_modules = formal.enable()
                     status = heavy_zygote(server, ZYGOTE_FD)
                 else:
                     env = {**os.environ, "PYTHONHASHSEED": seed}

@@ -44,6 +44,7 @@ def _scorecard(args: argparse.Namespace) -> int:
             baseline=args.baseline_window,
             source=redact(args.ledger),
             verify=not args.no_verify,
+            record_families=not args.no_record_families,
         )
     except WindowError as exc:
         print(f"sandboxd scorecard: {exc}", file=sys.stderr)
@@ -80,4 +81,9 @@ def register_scorecard(subparsers: Subparsers) -> None:
         help="baseline window, same syntax or 'before' (default: %(default)s)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the full ledger verification pass")
+    parser.add_argument(
+        "--no-record-families",
+        action="store_true",
+        help="do not store the family set next to the ledger (the API's family filter will not know it)",
+    )
     parser.set_defaults(handler=_scorecard)

@@ -173,6 +173,11 @@ def _families(card: Mapping[str, Any]) -> str:
             f'novelty {_num(f["novelty"])}. Top features: <span class="mono">'
             f"{_e(', '.join(f['top_features']))}</span></p>"
         )
+        if f.get("ref"):
+            out += (
+                f'<p>Ledger entries: <span class="mono">GET {_e(f["entries_url"])}</span> '
+                f'(family ref <span class="mono">{_e(f["ref"])}</span>)</p>'
+            )
         out += "".join(f"<pre><code>{_e(p)}</code></pre>" for p in f["examples"])
     return out
 

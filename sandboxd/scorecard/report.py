@@ -8,18 +8,23 @@ field.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import statistics
 from datetime import UTC, datetime
 from typing import Any
 
 from sandboxd.curriculum import analysis, sampling
+from sandboxd.curriculum.analysis import Curriculum
 from sandboxd.curriculum.items import Record, decode, proposals
+from sandboxd.ledger import families
+from sandboxd.ledger.entry import now
 from sandboxd.ledger.store import LedgerStore
 
 from . import integrity, sections, stats
 from .windows import DEFAULT_BASELINE, DEFAULT_WINDOW, Span, resolve
 
 SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 def _window(span: Span, records: list[Record]) -> dict[str, Any]:
@@ -35,6 +40,32 @@ def _window(span: Span, records: list[Record]) -> dict[str, Any]:
     }
 
 
+def _family_set(
+    store: LedgerStore, curriculum: Curriculum, tree_size: int, ranked: list[dict[str, Any]], record: bool
+) -> dict[str, Any]:
+    """Record the family of each analysed program as a family set, and give each family its ref.
+
+    The ref (``<set>:<family>``) is what ``GET /v1/ledger/entries?family=`` takes. A ledger the scorecard
+    cannot write to (a read-only replica) still gets its scorecard, with ``ref`` null and the reason.
+    """
+    members = {
+        families.program_digest(program): label
+        for program, label in zip(curriculum.programs, curriculum.clustering.labels, strict=True)
+    }
+    found = families.family_set(members, created=now(), tree_size=tree_size)
+    error = None if record else "not recorded (--no-record-families)"
+    if record:
+        try:
+            store.record_families(found)
+        except Exception as exc:  # any backend's write error: the scorecard is still useful without refs
+            log.warning("scorecard: cannot record family set %s: %s", found.id, exc)
+            error = f"not recorded: {exc}"
+    for row in ranked:
+        row["ref"] = families.ref(found.id, row["id"]) if error is None else None
+        row["entries_url"] = None if row["ref"] is None else f"/v1/ledger/entries?family={row['ref']}"
+    return {"id": found.id if error is None else None, "programs": len(members), "error": error}
+
+
 def build_scorecard(
     store: LedgerStore,
     *,
@@ -42,11 +73,13 @@ def build_scorecard(
     baseline: str = DEFAULT_BASELINE,
     source: str = "",
     verify: bool = True,
+    record_families: bool = True,
 ) -> dict[str, Any]:
     """The scorecard of ``store``: ``window`` is the current window, compared against ``baseline``.
 
     ``source`` names the ledger in the report (pass a redacted URL). ``verify`` also runs the full
-    ``sandboxd ledger verify`` (a second pass over the entries).
+    ``sandboxd ledger verify`` (a second pass over the entries). ``record_families`` stores the family
+    set next to the ledger, so the auditor API can filter by the families this scorecard shows.
     """
     rows = list(store.entries())
     checkpoints = store.checkpoints()
@@ -65,6 +98,8 @@ def build_scorecard(
     drift = analysis.compare(curriculum, reference, current)
     cur_records = records[current_span.start : current_span.stop]
     base_records = records[baseline_span.start : baseline_span.stop]
+    ranked = sections.top_families(sections.ranked_families(curriculum, reference, current, novelty))
+    family_set = _family_set(store, curriculum, len(rows), ranked, record_families)
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -94,7 +129,8 @@ def build_scorecard(
             "novel_rate": sum(s == 1.0 for s in novelty) / len(novelty) if novelty else None,
         },
         "drift": dataclasses.asdict(drift),
-        "families": sections.top_families(sections.ranked_families(curriculum, reference, current, novelty)),
+        "families": ranked,
+        "family_set": family_set,
         "trends": sections.trends(curriculum, everything),
         "sampling": sampling.summary(
             {
