@@ -103,6 +103,11 @@ class Pool:
             sandbox = Sandbox(handle, self.name)
             sandbox.on_death = self._on_death
             await sandbox.configure(self.configure_message, self.policy.container.start_timeout_seconds)
+        except asyncio.CancelledError:  # the pool is closing: never strand a started container or its socket
+            if sandbox is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(sandbox.destroy())
+            raise
         except (SandboxdError, TimeoutError, OSError) as exc:
             self.metrics.container_start_failures.labels(policy=self.name).inc()
             self.last_error = str(exc) or type(exc).__name__

@@ -27,6 +27,7 @@ from .reviews.desk import ReviewDesk
 from .run import RunResult, RunSpec
 from .seccomp import container_profile
 from .settings import Settings
+from .verdict import Status
 from .watchdog.checker import check_source
 from .watchdog.criteria import Pack
 from .watchdog.decision import Decision, DecisionKind
@@ -297,6 +298,11 @@ class Service:
             if self.unavailable is not None:
                 raise BackendUnavailable(f"isolation unavailable: {self.unavailable}") from exc
             raise
+        if any(result.status is Status.INFRASTRUCTURE_ERROR for result in results):
+            # Runs lost twice (their retry too) may also be the engine going away: the same answer.
+            await self.check()
+            if self.unavailable is not None:
+                raise BackendUnavailable(f"isolation unavailable: {self.unavailable}")
         await self.sentinel.observe_runs(policy.name, results)  # honeytokens, violation rate
         return results
 

@@ -366,6 +366,9 @@ class DockerBackend:
                 channel.close()
             raise
         raw = socket_io._sock  # the SDK wraps the upgraded connection in a SocketIO
+        # Release the SocketIO's hold on the socket (makefile() counts it): with it, the transport's
+        # close() only marks the socket closed, and the fd stays open until a cyclic GC ("unclosed socket").
+        socket_io.close()
         raw.setblocking(False)
         try:
             reader, writer = await asyncio.open_connection(sock=raw, limit=2**20)
