@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -42,6 +42,19 @@ _MAX_GROUP = 10_000  # entries per transaction at most
 def _append_many(items: Sequence[Item], store: LedgerStore) -> list[tuple[int, bytes]]:
     return store.append_many(items)
 
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def close_quietly(store: _Closable | None, what: str, logger: logging.Logger) -> None:
+    """Close ``store`` (if any) after a fault; closing a broken connection may fail in any way: log it."""
+    if store is not None:
+        try:
+            store.close()
+        except Exception as exc:  # sqlite3, psycopg and OS errors alike
+            logger.warning("closing %s: %s", what, exc)
 
 class Recorder:
     """The ledger as the service uses it; ``start`` before use, ``stop`` at shutdown."""
@@ -99,11 +112,7 @@ class Recorder:
 
     def _drop(self) -> None:
         store, self._store = self._store, None
-        if store is not None:
-            try:
-                store.close()
-            except Exception as exc:  # closing a broken connection may fail in any way
-                log.warning("closing the ledger store: %s", exc)
+        close_quietly(store, "the ledger store", log)
 
     def _guarded(self, work: Callable[[LedgerStore], T]) -> T:
         """Run ``work`` on the ledger thread; any database fault becomes ``LedgerUnavailable``."""

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from sandboxd.exceptions import LedgerUnavailable
 from sandboxd.ledger.entry import Kind, now
-from sandboxd.ledger.recorder import Recorder
+from sandboxd.ledger.recorder import Recorder, close_quietly
 
 from .store import Label, ReviewItem, ReviewLabel, ReviewStore
 from .stores import open_review_store
@@ -56,11 +56,7 @@ class ReviewDesk:
 
     def _drop(self) -> None:
         store, self._store = self._store, None
-        if store is not None:
-            try:
-                store.close()
-            except Exception as exc:  # closing a broken connection may fail in any way
-                log.warning("closing the review store: %s", exc)
+        close_quietly(store, "the review store", log)
 
     async def call(self, work: Callable[[ReviewStore], T]) -> T:
         """Run ``work(store)`` on the desk's thread."""
