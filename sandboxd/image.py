@@ -77,7 +77,13 @@ class ImageBuildError(SandboxdError):
 
 
 def runner_files() -> dict[str, bytes]:
-    """Map each in-image path to its content: every runner module and the pyseccomp binding."""
+    """Map each in-image path to its content: the sources, plus their bytecode where it ships."""
+    sources = runner_sources()
+    return sources | _bytecode(sources)
+
+
+def runner_sources() -> dict[str, bytes]:
+    """Map each in-image path to its source: every runner module and the pyseccomp binding."""
     runner = Path(__file__).parent / "runner"
     files = {f"{RUNNER_DIR}/{p.name}": p.read_bytes() for p in sorted(runner.glob("*.py"))}
     files[f"{PYTHONPATH}/sandboxd/__init__.py"] = b""  # only the runner is in the image, not the daemon
@@ -85,7 +91,7 @@ def runner_files() -> dict[str, bytes]:
     if spec is None or spec.origin is None:
         raise ImageBuildError("the pyseccomp module is not installed; run `pip install -e .`")
     files[PYSECCOMP_PATH] = Path(spec.origin).read_bytes()
-    return files | _bytecode(files)
+    return files
 
 
 # Debian bookworm's python3 is 3.11. Its image is read-only and runs with -B, so without these every
@@ -138,7 +144,7 @@ def _compiled(modules: tuple[tuple[str, bytes], ...]) -> dict[str, bytes]:
 
 def runner_image_tag() -> str:
     """The content-addressed tag, ``sandboxd-runner:<12 hex digits>``, of the image for the current runner."""
-    return _tag_for(runner_files())
+    return _tag_for(runner_sources())  # the bytecode is derived from them: no need to compile for a tag
 
 
 def _tag_for(files: Mapping[str, bytes]) -> str:
@@ -146,9 +152,10 @@ def _tag_for(files: Mapping[str, bytes]) -> str:
     base = f"suite={SUITE}\npackages={','.join(PACKAGES)}\nslim={_SLIM_EXCLUDES}\nchanges={IMPORT_CHANGES}\n"
     base += wheelhouse.describe()  # the pinned CrossHair/z3 wheels (sandboxd/wheelhouse.py)
     digest = hashlib.sha256(base.encode() + dockerfile)
-    compiled = sorted(path for path in files if "/__pycache__/" in path)
-    # Derived from the sources: counted, and the way they are made (_COMPILE) is hashed, not their bytes.
-    digest.update(f"bytecode={len(compiled)}\n".encode() + _COMPILE.encode())
+    # Bytecode is derived from the sources: whether it ships and how it is made (_COMPILE) are hashed,
+    # not its bytes, so the tag is the same with or without the compiled entries in ``files``.
+    ships = sys.version_info[:2] == IMAGE_PYTHON
+    digest.update(f"bytecode={ships}\n".encode() + _COMPILE.encode())
     for path, content in sorted(files.items()):
         if "/__pycache__/" not in path:  # marshal output may vary with interning state between processes
             digest.update(b"\0%s\0%d\0" % (path.encode(), len(content)) + content)

@@ -50,18 +50,18 @@ def test_tag_is_deterministic() -> None:
 
 def test_tag_changes_when_a_runner_file_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Changing one byte of one runner file gives a different tag."""
-    files = image.runner_files()
+    files = image.runner_sources()
     before = image.runner_image_tag()
     changed = {**files, image.PYSECCOMP_PATH: files[image.PYSECCOMP_PATH] + b"#"}
-    monkeypatch.setattr(image, "runner_files", lambda: changed)
+    monkeypatch.setattr(image, "runner_sources", lambda: changed)
     assert image.runner_image_tag() != before
 
 
 def test_tag_changes_when_a_runner_file_is_added(monkeypatch: pytest.MonkeyPatch) -> None:
     """Adding a runner module gives a different tag."""
-    files = image.runner_files()
+    files = image.runner_sources()
     before = image.runner_image_tag()
-    monkeypatch.setattr(image, "runner_files", lambda: {**files, f"{image.RUNNER_DIR}/extra.py": b""})
+    monkeypatch.setattr(image, "runner_sources", lambda: {**files, f"{image.RUNNER_DIR}/extra.py": b""})
     assert image.runner_image_tag() != before
 
 
@@ -103,6 +103,7 @@ def test_image_tag_ignores_bytecode_bytes_but_not_sources() -> None:
     files = image.runner_files()
     pyc = next(path for path in files if "/__pycache__/" in path)
     assert image._tag_for({**files, pyc: b"different bytes"}) == image._tag_for(files)
+    assert image._tag_for(files) == image.runner_image_tag()  # the tag needs no compilation
     assert image._tag_for({**files, FORKSERVER: files[FORKSERVER] + b"\n"}) != image._tag_for(files)
 
 
