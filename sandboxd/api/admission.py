@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .bodylimit import run_refusing
+
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_AFTER_SECONDS = 1
 
@@ -101,7 +103,6 @@ class AdmissionMiddleware:
             return
         held = declared
         admission.enter(declared)
-        started = False
 
         async def counted_receive() -> Message:
             nonlocal held
@@ -114,18 +115,12 @@ class AdmissionMiddleware:
                     raise _OverBudget
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def over_budget() -> None:
+            await _drain_body(receive)
+            await _refuse(send, "overloaded", "request bodies in flight passed max_inflight_body_bytes")
 
         try:
-            await self.app(scope, counted_receive, tracking_send)
-        except _OverBudget:
-            if not started:
-                await _drain_body(receive)
-                await _refuse(send, "overloaded", "request bodies in flight passed max_inflight_body_bytes")
+            await run_refusing(self.app, scope, counted_receive, send, stop=_OverBudget, refuse=over_budget)
         finally:
             admission.leave(held)
 

@@ -3,12 +3,41 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+async def run_refusing(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    stop: type[Exception],
+    refuse: Callable[[], Awaitable[None]],
+) -> None:
+    """Run ``app``; if ``receive`` raises ``stop`` before the response has started, ``refuse()`` answers.
+
+    Once the app has started its response, the refusal can no longer be sent, and the request just ends.
+    """
+    started = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except stop:
+        if not started:
+            await refuse()
 
 
 class BodyLimitMiddleware:
@@ -25,7 +54,6 @@ class BodyLimitMiddleware:
                 await self._reject(send)
                 return
         seen = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -36,17 +64,9 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._reject(send)
+        await run_refusing(
+            self.app, scope, limited_receive, send, stop=BodyTooLarge, refuse=lambda: self._reject(send)
+        )
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps(
