@@ -291,20 +291,20 @@ class Service:
             raise Unavailable(f"isolation unavailable: {self.unavailable}")
         try:
             results = await self.executor.run_batch(policy.name, specs)
-        except BackendUnavailable as exc:
-            # A sandbox lost mid-run may be the engine going away: probe it, and if it is gone, say
-            # so (the same reason /readyz and new requests give) rather than the stream that broke.
-            await self.check()
-            if self.unavailable is not None:
-                raise BackendUnavailable(f"isolation unavailable: {self.unavailable}") from exc
+        except BackendUnavailable:
+            await self._fail_if_engine_gone()
             raise
-        if any(result.status is Status.INFRASTRUCTURE_ERROR for result in results):
-            # Runs lost twice (their retry too) may also be the engine going away: the same answer.
-            await self.check()
-            if self.unavailable is not None:
-                raise BackendUnavailable(f"isolation unavailable: {self.unavailable}")
+        if any(result.status is Status.INFRASTRUCTURE_ERROR for result in results):  # lost twice
+            await self._fail_if_engine_gone()
         await self.sentinel.observe_runs(policy.name, results)  # honeytokens, violation rate
         return results
+
+    async def _fail_if_engine_gone(self) -> None:
+        """Runs lost mid-flight may be the engine going away: probe it, and if it is gone, say so (the
+        same reason /readyz and new requests give) rather than how the runs were lost."""
+        await self.check()
+        if self.unavailable is not None:
+            raise BackendUnavailable(f"isolation unavailable: {self.unavailable}")
 
     async def close_pools(self) -> None:
         """Destroy every sandbox, bounded in time; runs still in flight end with 503 (shutting down)."""
