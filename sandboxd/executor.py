@@ -91,7 +91,7 @@ class Executor:
             except asyncio.QueueEmpty:
                 return
             spec = specs[index]
-            request = fork_request(spec, pool.policy, f"{request_id}-{index}")
+            request = fork_request(spec, pool.policy, f"{request_id}-{index}", queue.qsize())
             timeout = spec.limits.wall_time_seconds * _PIPELINE_DEPTH + _RESULT_GRACE_SECONDS
             try:
                 response = await sandbox.run(request.header, request.body, timeout)

@@ -51,10 +51,12 @@ class ForkRequest:
     nonce: str
 
 
-def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str) -> ForkRequest:
+def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str, backlog: int = 0) -> ForkRequest:
     """Build the fork-server ``run`` message with the run's fresh nonce.
 
     Model text goes only into the body, which the fork-server never decodes (runner/protocol.py).
+    ``backlog`` is how many runs of the same request are still waiting to be sent: a hint that lets
+    the fork-server fork children for them in one burst (runner/forkserver.py, ``Spare``).
     """
     nonce = secrets.token_hex(16)
     job = json.dumps(spec.job, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -69,6 +71,7 @@ def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str) -> ForkReque
         "frame_bytes": policy.encoder.max_text_bytes + 65536 + len(spec.job.get("probes") or ()) * 20480,
         "job_bytes": len(job),
         "stdin_bytes": len(stdin),
+        "backlog": backlog,
     }
     if spec.job.get("hash_seed") is not None:
         message["zygote"] = f"seed:{int(spec.job['hash_seed'])}"

@@ -37,6 +37,7 @@ from typing import Any
 
 from . import child
 from .capture import Capture
+from .forking import Forker
 from .private import Inbox, PrivateMemory, write_all
 from .protocol import RUN_SECTIONS, ProtocolError, encode_header, section_sizes
 from .syscalls import FilterLoader, compile_filter
@@ -82,8 +83,10 @@ class Spare:
 
     Forking several children back to back, and only then doing the bookkeeping, means the fork-server's
     own writes after a fork (refcounts, new objects) copy-on-write fault once per burst instead of once
-    per child (measured: 1.6-2.1 ms of fork-server CPU per run fell to 1.4-1.7). The spare holds nothing but the warm
-    image it was forked from; its run (header, job and stdin memfds) arrives over ``control``.
+    per child (measured: 1.6-2.1 ms of fork-server CPU per run fell to 1.4-1.7). A burst covers the
+    queued runs plus the daemon's ``backlog`` hint (runs of the request it has not sent yet). The spare
+    holds nothing but the warm image it was forked from; its run (header, job and stdin memfds) arrives
+    over ``control``. Spares are forked with :class:`.forking.Forker` (no CPython at-fork hooks).
     """
 
     pid: int
@@ -114,6 +117,8 @@ class ForkServer:
         self.spares: collections.deque[Spare] = collections.deque()
         self.captures: list[Capture] = []  # idle, for reuse
         self.sent_captures: list[Capture] = []  # queued in the outbox; idle after the next flush
+        self.forker = Forker()
+        self.backlog = 0  # runs the daemon still holds for the latest staged run's request (a hint)
 
     # -- wire -------------------------------------------------------------------------------
     def send(self, message: dict[str, Any], body: list[memoryview] | None = None) -> None:
@@ -162,6 +167,7 @@ class ForkServer:
                     "id": message.get("id"),
                     "running": len(self.runs),
                     "queued": len(self.queue),
+                    "spares": len(self.spares),
                     "cpu_time_seconds": usage.ru_utime + usage.ru_stime,
                 }
             )
@@ -235,10 +241,12 @@ class ForkServer:
             self.send({"op": "error", "id": request.get("id"), "message": f"cannot stage run: {exc}"})
             return
         self.queue.append(Staged(request, job_fd, job_bytes, stdin_fd))
+        backlog = request.get("backlog", 0)
+        self.backlog = backlog if type(backlog) is int and backlog > 0 else 0
 
     def start_queued(self) -> None:
         while self.queue and len(self.runs) < self.max_parallel:
-            if not self.spares and not self.fork_spares(min(_BURST, len(self.queue))):
+            if not self.spares and not self.fork_spares(min(_BURST, len(self.queue) + self.backlog)):
                 break  # the pids limit is reached: a child's exit frees a slot
             self.start(self.queue.popleft(), self.spares.popleft())
 
@@ -249,6 +257,7 @@ class ForkServer:
         an exit. With nothing running, a failed fork can never succeed later, so it is raised.
         """
         assert self.prep is not None
+        bare = self.forker.single_threaded()
         for made in range(count):
             pipes: dict[str, tuple[int, int]] = {}
             ours = theirs = None
@@ -256,7 +265,7 @@ class ForkServer:
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 for name in ("stdout", "stderr", "frame"):
                     pipes[name] = os.pipe()
-                pid = os.fork()
+                pid = self.forker.fork(bare)
             except OSError:
                 for read_fd, write_fd in pipes.values():
                     os.close(read_fd)

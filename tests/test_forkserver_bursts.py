@@ -1,0 +1,155 @@
+"""The fork-server's bursts of spares and its bare fork, on the real runner run as a host process.
+
+These are logic tests of runner/forkserver.py and runner/forking.py: the fork-server runs here as a
+plain subprocess (no container), speaking its protocol over pipes. Isolation itself is proven on
+real containers (test_attacks.py, test_forkserver_spares.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandboxd.policy import load_policies
+from sandboxd.run import RunSpec, fork_request
+from sandboxd.runner.protocol import Message, MessageReader, encode_message
+from sandboxd.service import configure_message
+from sandboxd.settings import BUILTIN_POLICIES
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class LocalForkServer:
+    def __init__(self, scratch: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"}
+        env.pop("SANDBOXD_CHANNEL", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sandboxd.runner"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+        self.reader = MessageReader()
+        self.pending: list[Message] = []
+        self.policy = load_policies(BUILTIN_POLICIES)["default"]
+        assert self.next().header["op"] == "hello"
+        self.send({"op": "configure", **configure_message(self.policy), "scratch_root": str(scratch)})
+        configured = self.next().header
+        assert configured["op"] == "configured", configured
+
+    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(encode_message(header, body))
+        self.process.stdin.flush()
+
+    def next(self) -> Message:
+        assert self.process.stdout is not None
+        while not self.pending:
+            chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+            assert chunk, "the fork-server closed its output"
+            self.pending = self.reader.feed(chunk)
+        return self.pending.pop(0)
+
+    def run(self, code: str, run_id: str, backlog: int) -> None:
+        spec = RunSpec(job={"kind": "script", "code": code}, limits=self.policy.limits)
+        request = fork_request(spec, self.policy, run_id, backlog)
+        self.send(request.header, request.body)
+
+    def ping(self) -> dict[str, Any]:
+        self.send({"op": "ping", "id": "p"})
+        return self.next().header
+
+    def close(self) -> None:
+        self.send({"op": "shutdown"})
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LocalForkServer]:
+    local = LocalForkServer(tmp_path)
+    try:
+        yield local
+    finally:
+        local.close()
+
+
+@pytest.mark.parametrize(("backlog", "spares_left"), [(0, 0), (2, 2), (3, 3), (50, 3)])
+def test_a_backlog_hint_forks_a_burst_for_the_runs_still_to_come(
+    server: LocalForkServer, backlog: int, spares_left: int
+) -> None:
+    """One run staged: without a hint one child is forked; with one, a burst (at most four) is."""
+    server.run("print('hi')", "r1", backlog)
+    result = server.next()
+    assert result.header["op"] == "result"
+    assert result.header["exit_code"] == 0
+    assert result.body[: result.header["stdout_bytes"]] == b"hi\n"
+    pong = server.ping()
+    assert pong["running"] == 0
+    assert pong["spares"] == spares_left
+
+
+def test_spares_from_a_burst_each_run_exactly_one_program(server: LocalForkServer) -> None:
+    for index in range(6):
+        server.run(f"import os\nprint({index}, os.getpid())", f"r{index}", 5 - index)
+    outputs = []
+    for _ in range(6):
+        message = server.next()
+        assert message.header["op"] == "result"
+        outputs.append(message.body[: message.header["stdout_bytes"]].decode().split())
+    assert sorted(int(index) for index, _ in outputs) == list(range(6))
+    assert len({pid for _, pid in outputs}) == 6  # a fresh process per program
+    assert server.ping()["spares"] == 0
+
+
+BARE_FORK = textwrap.dedent(
+    """
+    import json, os, threading, time
+    from sandboxd.runner.forking import Forker
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.register_at_fork(after_in_child=lambda: os.write(write_end, b"hook"))
+    forker = Forker()
+
+    def fork_and_read(bare):
+        pid = forker.fork(bare)
+        if pid == 0:
+            os._exit(7)
+        _, status = os.waitpid(pid, 0)
+        try:
+            seen = os.read(read_end, 16).decode()
+        except BlockingIOError:
+            seen = ""
+        return os.waitstatus_to_exitcode(status), seen
+
+    report = {"single": forker.single_threaded(), "bare": fork_and_read(True), "os": fork_and_read(False)}
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    report["threaded"] = forker.single_threaded()
+    stop.set()
+    worker.join()
+    print(json.dumps(report))
+    """
+)
+
+
+def test_the_bare_fork_skips_python_at_fork_hooks_and_is_refused_with_threads() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    output = subprocess.run(
+        [sys.executable, "-c", BARE_FORK], env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    report = json.loads(output)
+    assert report["single"] is True
+    assert report["bare"] == [7, ""]  # the child ran and exited; the at-fork hook never ran
+    assert report["os"] == [7, "hook"]  # os.fork() runs it: the test can tell the two apart
+    assert report["threaded"] is False  # with a second thread the fork-server falls back to os.fork()
