@@ -30,10 +30,10 @@ class Settings(BaseSettings):
     hash_seed: int = Field(0, ge=0, le=4294967295)  # PYTHONHASHSEED inside every sandbox
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     docker_threads: int = Field(8, ge=1, le=64)  # threads for blocking engine calls
-    # daemon <-> fork-server: "attach" (default) = docker attach; "auto" = a unix socket per sandbox under
-    # runc and attach under runsc; "socket" = always the socket. The socket slows container starts (the
-    # default policy's per-request latency) more than it speeds batches up (docs/benchmarks.md).
-    transport: Literal["auto", "socket", "attach"] = "attach"
+    # daemon <-> fork-server: "auto" (default) = a unix socket per sandbox under runc and docker attach
+    # under runsc; "socket" = always the socket; "attach" = always docker attach (needed when the daemon
+    # runs in a container whose paths are not the host's). docs/configuration.md has the trade-off.
+    transport: Literal["auto", "socket", "attach"] = "auto"
     channel_dir: Path | None = None  # holds the channel sockets; None: a private temp dir (docs/design.md)
     warm_pools: bool = True  # start pools at startup (tests may turn this off)
     allow_public_bind: bool = False

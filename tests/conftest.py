@@ -89,9 +89,8 @@ def policies_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server_url(policies_dir: Path) -> Iterator[str]:
     """A real sandboxd on loopback with warm pools for every policy.
 
-    It speaks to its fork-servers over the opt-in unix-socket channel (``transport="auto"``: the socket
-    under runc, attach under gVisor), so the attack suite covers that path; servers started elsewhere
-    in the suite use the default, ``docker attach``.
+    It speaks to its fork-servers over the default channel (``transport="auto"``: the unix socket under
+    runc, attach under gVisor); ``docker attach`` under runc is covered by test_forkserver_spares.py.
     """
     settings = Settings(instance=f"test-{uuid.uuid4().hex[:8]}", policies_dir=policies_dir, transport="auto")
     with running_server(settings) as url:

@@ -2,6 +2,8 @@
 
 Each spare must get exactly its own run (job and stdin), its wall time must start when it gets the
 run rather than at its fork, and a burst that hits the container's pids limit must shrink, not fail.
+Every test runs over both channels to the fork-server: the default unix socket and ``docker attach``
+(the only place the suite drives attach under runc; gVisor policies always use it).
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ pool:
 """
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+@pytest.fixture(scope="module", params=["auto", "attach"])
+def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     policies = tmp_path_factory.mktemp("policies")
     for source in BUILTIN_POLICIES.glob("*.yaml"):
         shutil.copy(source, policies / source.name)
     (policies / "tight.yaml").write_text(TIGHT)
-    settings = Settings(instance=f"test-spares-{uuid.uuid4().hex[:8]}", policies_dir=policies)
+    settings = Settings(
+        instance=f"test-spares-{uuid.uuid4().hex[:8]}", policies_dir=policies, transport=request.param
+    )
     with running_server(settings) as url, httpx.Client(base_url=url, timeout=120) as http:
         yield http
 
