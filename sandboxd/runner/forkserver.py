@@ -48,6 +48,7 @@ _REAP_POLL_SECONDS = 0.005
 _PR_SET_DUMPABLE = 4
 _ZYGOTE_FD = 4  # fds 0-3 are taken (see _own_protocol_fds)
 _BURST = 4  # spares forked back to back at most (they count against the container's pids limit)
+_FDS_SPACE = socket.CMSG_SPACE(2 * 4)  # the job and stdin memfds
 _CONTROL_BYTES = 1 << 16  # a run's header; the job and stdin travel as memfds
 
 
@@ -208,6 +209,7 @@ class ForkServer:
         self.scratch_root = str(message.get("scratch_root", "/scratch"))
         prep = child.Preparation(loader, child.ChildStreams.create(), 0)
         child.warm_up(prep)  # so children do not each build the same caches (fewer copy-on-write faults)
+        prep.streams.install()  # for good: the fork-server never writes to them, children inherit them
         gc.collect()
         gc.freeze()  # keep the preloaded heap shared copy-on-write with every child
         self.prep = dataclasses.replace(prep, base_vm_bytes=child.vm_size_bytes())
@@ -319,11 +321,11 @@ class ForkServer:
         self.sequence += 1
         scratch = os.path.join(self.scratch_root, f"{self.scratch_prefix}-{self.sequence}")
         os.mkdir(scratch, 0o700)
-        header = json.dumps({"request": request, "scratch": scratch, "job_bytes": staged.job_bytes})
+        header = json.dumps([request, scratch, staged.job_bytes]).encode("ascii")
         fds = [staged.job_fd] if staged.stdin_fd is None else [staged.job_fd, staged.stdin_fd]
         started = time.monotonic()
         with contextlib.suppress(OSError):  # a spare killed from outside: reaped and reported as this run
-            socket.send_fds(spare.control, [header.encode("ascii")], fds)
+            socket.send_fds(spare.control, [header], fds)
         spare.control.close()
         os.close(staged.job_fd)
         if staged.stdin_fd is not None:
@@ -515,16 +517,17 @@ def _spare(control: socket.socket, writes: dict[str, int], prep: child.Preparati
     arrive as memfds, as they did for a child forked per run. EOF means the fork-server is done with us.
     """
     try:
-        data, fds, _, _ = socket.recv_fds(control, _CONTROL_BYTES, 2)
+        # recvmsg, not socket.recv_fds: its Python-level wrapper costs the child ~30 more page faults
+        data, ancillary, _, _ = control.recvmsg(_CONTROL_BYTES, _FDS_SPACE)
         control.close()
         if not data:
             os._exit(0)
-        header = json.loads(data)
+        fds = memoryview(ancillary[0][2]).cast("i").tolist()
+        request, scratch, job_bytes = json.loads(data)
         stdin = fds[1] if len(fds) == 2 else None
         child_fds = child.ChildFds(
-            stdin, writes["stdout"], writes["stderr"], writes["frame"], fds[0], int(header["job_bytes"])
+            stdin, writes["stdout"], writes["stderr"], writes["frame"], fds[0], job_bytes
         )
-        request, scratch = header["request"], str(header["scratch"])
     except BaseException:
         os._exit(child.EXIT_SETUP_FAILED)
     child.run(child_fds, scratch, request, prep)
@@ -542,6 +545,7 @@ def heavy_zygote(parent: ForkServer, fd: int) -> int:
     server.scratch_root = parent.scratch_root
     server.scratch_prefix = f"z{os.getpid()}"
     child.warm_up(parent.prep)
+    parent.prep.streams.install()
     gc.collect()
     gc.freeze()
     server.prep = child.Preparation(parent.prep.loader, parent.prep.streams, child.vm_size_bytes())
