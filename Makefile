@@ -37,6 +37,7 @@ test: setup
 # Static checks only; needs an existing .venv.
 lint:
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check sandboxd tests bench trainer_client
 	$(BIN)/mypy
 
 # Rebuild the runner image; pass IMAGE_FLAGS="--method debootstrap" to choose the method.

@@ -73,12 +73,19 @@ def programs(count: int) -> Iterator[Program]:
 
 def _decision(i: int) -> dict[str, Any]:
     if i % 17 == 0:
-        return {"decision": "warn", "findings": [{"rule_id": "nondeterminism.random", "severity": "low", "mode": "warn"}]}
+        return {
+            "decision": "warn",
+            "findings": [{"rule_id": "nondeterminism.random", "severity": "low", "mode": "warn"}],
+        }
     return {"decision": "allow", "findings": []}
 
 
 def _usage(i: int) -> dict[str, Any]:
-    return {"wall_time_seconds": 0.004 + (i % 7) / 1000, "cpu_time_seconds": 0.002, "peak_memory_bytes": 9_000_000 + i % 4096}
+    return {
+        "wall_time_seconds": 0.004 + (i % 7) / 1000,
+        "cpu_time_seconds": 0.002,
+        "peak_memory_bytes": 9_000_000 + i % 4096,
+    }
 
 
 def proposal(p: Program, i: int) -> Item:

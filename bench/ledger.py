@@ -90,10 +90,18 @@ def appends(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         rates, cpu_rates = [], []
         for rep in range(args.reps):
             path = folder / f"append-{batch}-{rep}.db"
-            rate, cpu_rate = build(path, synthetic.curriculum(args.append_entries), args.append_entries, batch)
+            rate, cpu_rate = build(
+                path, synthetic.curriculum(args.append_entries), args.append_entries, batch
+            )
             rates.append(rate)
             cpu_rates.append(cpu_rate)
-            for leftover in (path, f"{path}-wal", f"{path}-shm", path.with_suffix(".key"), path.with_suffix(".key.pub")):
+            for leftover in (
+                path,
+                f"{path}-wal",
+                f"{path}-shm",
+                path.with_suffix(".key"),
+                path.with_suffix(".key.pub"),
+            ):
                 Path(leftover).unlink(missing_ok=True)
         median = statistics.median(rates)
         out["by_batch"][batch] = {"rates": rates, "median": median, "per_cpu_second": cpu_rates}
@@ -130,7 +138,12 @@ def timed(command: list[str]) -> tuple[float, float, subprocess.CompletedProcess
 
 def verify_figures(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     print(f"verify ({load()})")
-    path = ledger(folder, f"verify-{args.verify_entries}", synthetic.curriculum(args.verify_entries), args.verify_entries)
+    path = ledger(
+        folder,
+        f"verify-{args.verify_entries}",
+        synthetic.curriculum(args.verify_entries),
+        args.verify_entries,
+    )
     key = path.with_suffix(".key.pub")
     command = [str(common.SANDBOXD), "ledger", "verify", "--db", str(path), "--key", str(key)]
     seconds, cpu = [], []
@@ -163,7 +176,13 @@ def scorecard_figures(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         print(f"  {elapsed:6.1f} s wall, {used:6.1f} s CPU: {last} ({load()})", flush=True)
     median = statistics.median(seconds)
     print(f"  median {median:.1f} s wall, {statistics.median(cpu):.1f} s CPU over {args.reps}")
-    return {"entries": count, "distinct_programs": count, "seconds": seconds, "cpu_seconds": cpu, "median": median}
+    return {
+        "entries": count,
+        "distinct_programs": count,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "median": median,
+    }
 
 
 def throughput(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -233,7 +252,9 @@ def _cpu(process: psutil.Process) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--parts", nargs="+", default=["appends", "verify", "scorecard", "throughput"],
                         choices=["appends", "verify", "scorecard", "throughput"])  # fmt: skip
     parser.add_argument("--reps", type=int, default=3, help="repetitions per figure (default: %(default)s)")
@@ -241,14 +262,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append-batches", type=int, nargs="+", default=[64, 1000])
     parser.add_argument("--verify-entries", type=int, default=1_000_000)
     parser.add_argument("--scorecard-entries", type=int, default=100_000)
-    parser.add_argument("--passes", type=int, default=6, help="throughput passes per arm (default: %(default)s)")
+    parser.add_argument(
+        "--passes", type=int, default=6, help="throughput passes per arm (default: %(default)s)"
+    )
     parser.add_argument("--batch-size", type=int, default=1024, help="runs per batch (default: %(default)s)")
     parser.add_argument("--workload", default=str(common.WORKLOAD), help="AZR jsonl (default: %(default)s)")
     parser.add_argument("--keep", type=Path, help="build and reuse the ledgers in this directory")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     print(f"machine: {common.machine()} (shared and loaded: figures vary between runs)")
-    parts = {"appends": appends, "verify": verify_figures, "scorecard": scorecard_figures, "throughput": throughput}
+    parts = {
+        "appends": appends,
+        "verify": verify_figures,
+        "scorecard": scorecard_figures,
+        "throughput": throughput,
+    }
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sandboxd-bench-ledger-") as scratch:
         folder = args.keep or Path(scratch)
@@ -258,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     print("targets:")
     if "appends" in result:
         best = max(v["median"] for v in result["appends"]["by_batch"].values())
-        print(common.target_line("SQLite appends, batched", f"{best:.0f}/s", ">= 20,000/s", best >= APPEND_GOAL))
+        print(
+            common.target_line("SQLite appends, batched", f"{best:.0f}/s", ">= 20,000/s", best >= APPEND_GOAL)
+        )
     if "verify" in result:
         s = result["verify"]["median"]
         name = f"verify {result['verify']['entries']:,} entries"

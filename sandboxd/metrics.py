@@ -96,7 +96,10 @@ class Metrics:
             registry=r,
         )
         self.ledger_entries = Counter(
-            "sandboxd_ledger_entries", "Entries appended to the curriculum ledger, by kind.", ["kind"], registry=r
+            "sandboxd_ledger_entries",
+            "Entries appended to the curriculum ledger, by kind.",
+            ["kind"],
+            registry=r,
         )
         self.ledger_checkpoint_timestamp = Gauge(
             "sandboxd_ledger_last_checkpoint_timestamp_seconds",

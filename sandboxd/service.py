@@ -123,7 +123,9 @@ class Service:
             )
         self.watchdog_packs = load_watchdog_packs(self.policies, settings.policies_dir)
         self.sentinel = Sentinel.from_settings(settings, self.metrics, self.record_event)  # docs/safety.md
-        self.reviews = ReviewDesk(self.ledger.config.url, self.ledger, self.sentinel.observe_label)  # docs/reviews.md
+        self.reviews = ReviewDesk(
+            self.ledger.config.url, self.ledger, self.sentinel.observe_label
+        )  # docs/reviews.md
         self.backend = backend or load_backend(settings)
         self.pools: dict[str, Pool] = {}
         self.executor = Executor(self.pools)

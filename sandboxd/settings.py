@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     # The curriculum ledger (docs/ledger.md)
     data_dir: Path = Path("var")  # local state: the default ledger database and its signing key
     ledger_url: str | None = None  # sqlite:///path or postgresql://...; None: sqlite under data_dir
-    ledger_origin: str = Field("sandboxd/ledger", pattern=r"^[^\s+]{1,200}$")  # log name, signed in checkpoints
+    ledger_origin: str = Field(
+        "sandboxd/ledger", pattern=r"^[^\s+]{1,200}$"
+    )  # log name, signed in checkpoints
     ledger_key_file: Path | None = None  # Ed25519 PEM key (made 0600 if missing); None: data_dir/ledger.key
     ledger_checkpoint_entries: int = Field(1000, ge=1)  # sign a checkpoint after this many new entries
     ledger_checkpoint_seconds: float = Field(60.0, gt=0)  # ... or after this long with new entries

@@ -21,7 +21,14 @@ from sandboxd.testing import FakeBackend
 PROTECTED = ("/v1/runs", "/v1/runs/batch", "/v1/azr/validate", "/v1/azr/check", "/run_code")
 OPEN = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 CALLERS = ("none", "bad", "trainer", "auditor", "reviewer", "admin")
-EXPECTED = {"none": 401, "bad": 401, "trainer": None, "auditor": 403, "reviewer": 403, "admin": None}  # None: allowed
+EXPECTED = {
+    "none": 401,
+    "bad": 401,
+    "trainer": None,
+    "auditor": 403,
+    "reviewer": 403,
+    "admin": None,
+}  # None: allowed
 AUDITED = (  # read-only audit endpoints (GET), Role.auditor
     "/v1/ledger/entries",
     "/v1/ledger/checkpoints",

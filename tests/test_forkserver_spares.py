@@ -35,7 +35,9 @@ pool:
 
 
 @pytest.fixture(scope="module", params=["auto", "attach"])
-def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
     policies = tmp_path_factory.mktemp("policies")
     for source in BUILTIN_POLICIES.glob("*.yaml"):
         shutil.copy(source, policies / source.name)

@@ -172,14 +172,23 @@ def test_signed_note_round_trip_and_format(tmp_path: Path) -> None:
     [
         pytest.param({"status": "ok"}, ("ok", None, None, ""), id="run"),
         pytest.param(
-            {"reason": "vetoed", "task_type": "deduction", "decision": {"decision": "veto", "findings": [
-                {"rule_id": "b.rule", "severity": "high", "mode": "enforce"},
-                {"rule_id": "a.rule", "severity": "low", "mode": "audit"},
-            ]}},
+            {
+                "reason": "vetoed",
+                "task_type": "deduction",
+                "decision": {
+                    "decision": "veto",
+                    "findings": [
+                        {"rule_id": "b.rule", "severity": "high", "mode": "enforce"},
+                        {"rule_id": "a.rule", "severity": "low", "mode": "audit"},
+                    ],
+                },
+            },
             ("vetoed", "veto", "deduction", " a.rule b.rule "),
             id="azr-vetoed",
         ),
-        pytest.param({"rule": "tripwire.x", "decision": None}, (None, None, None, " tripwire.x "), id="tripwire"),
+        pytest.param(
+            {"rule": "tripwire.x", "decision": None}, (None, None, None, " tripwire.x "), id="tripwire"
+        ),
         pytest.param({"status": 3, "decision": "nonsense"}, (None, None, None, ""), id="wrong-types"),
     ],
 )

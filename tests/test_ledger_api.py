@@ -86,12 +86,37 @@ ANSWER = {
     "expected_output": "2",
 }
 INDUCTION = {"task_type": "induction", "answer": "def f(x):\n    return x", "inputs": ["1"], "outputs": ["1"]}
-TASK_KEYS = {"request_id", "policy", "task_type", "program", "imports", "inputs", "valid", "reason", "outputs", "output_signature", "usage", "decision", "spot_check"}
+TASK_KEYS = {
+    "request_id",
+    "policy",
+    "task_type",
+    "program",
+    "imports",
+    "inputs",
+    "valid",
+    "reason",
+    "outputs",
+    "output_signature",
+    "usage",
+    "decision",
+    "spot_check",
+}
 ANSWER_KEYS = {
     "request_id", "policy", "task_type", "program", "input", "answer", "expected_output", "correct", "reward",
     "reason", "compared_by", "usage", "decision", "inputs", "outputs", "value_reward", "spot_check",
 }  # fmt: skip
-VERDICT_KEYS = {"request_id", "run_id", "policy", "endpoint", "code", "stdin_sha256", "metadata", "status", "usage", "decision"}
+VERDICT_KEYS = {
+    "request_id",
+    "run_id",
+    "policy",
+    "endpoint",
+    "code",
+    "stdin_sha256",
+    "metadata",
+    "status",
+    "usage",
+    "decision",
+}
 
 
 # --- wiring ---------------------------------------------------------------------------------------------
@@ -134,7 +159,11 @@ def test_every_endpoint_appends_its_entries(tmp_path: Path) -> None:
     assert checked[1].body["outputs"] == ["1"]
     [single] = by_request[ids["run"]]
     assert set(single.body) == VERDICT_KEYS
-    assert (single.body["endpoint"], single.body["code"], single.body["metadata"]) == ("/v1/runs", "print(1)", {"step": 7})
+    assert (single.body["endpoint"], single.body["code"], single.body["metadata"]) == (
+        "/v1/runs",
+        "print(1)",
+        {"step": 7},
+    )
     assert single.body["stdin_sha256"] == "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
     assert [e.body["code"] for e in by_request[ids["batch"]]] == ["print(2)", "print(3)"]
     assert [e.body["endpoint"] for e in by_request[ids["fusion"]]] == ["/run_code"]
@@ -148,7 +177,9 @@ def test_watchdog_decision_is_embedded(tmp_path: Path) -> None:
     vetoed = {**TASK, "program": "import os\ndef f(x):\n    return x + 1"}
 
     async def scenario(client: httpx.AsyncClient) -> None:
-        response = await client.post("/v1/azr/validate", json={"policy": "watchdogged", "tasks": [vetoed, TASK]})
+        response = await client.post(
+            "/v1/azr/validate", json={"policy": "watchdogged", "tasks": [vetoed, TASK]}
+        )
         assert response.status_code == 200, response.text
 
     run(settings, scenario)
@@ -473,7 +504,9 @@ def test_proofs_verify_independently(audited: Settings) -> None:
     assert [h.size for h in heads] == [5, 13]  # after 3+2 entries, then after the batch of 8
     small, big = heads
     [export] = get(audited, "/v1/ledger/entries?limit=1000")
-    datas = [Entry(e["seq"], Kind(e["kind"]), e["time"], e["body"]).encode() for e in export.json()["entries"]]
+    datas = [
+        Entry(e["seq"], Kind(e["kind"]), e["time"], e["body"]).encode() for e in export.json()["entries"]
+    ]
     leaves = [merkle.leaf_hash(d) for d in datas]
     assert reference_root(leaves) == big.root_hash
     for seq in (0, 4, 12):

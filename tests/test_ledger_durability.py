@@ -91,7 +91,9 @@ class Daemon:
                 self.process.wait()
 
 
-def _load(url: str, acknowledged: dict[str, int], stop: threading.Event, counter: itertools.count[int]) -> None:
+def _load(
+    url: str, acknowledged: dict[str, int], stop: threading.Event, counter: itertools.count[int]
+) -> None:
     """Send requests until stopped, recording each 200's request id and how many entries it appended."""
     with httpx.Client(base_url=url, timeout=60) as client:
         while not stop.is_set():
@@ -115,7 +117,8 @@ def test_sigkill_under_load_keeps_every_acknowledged_entry(tmp_path: Path) -> No
         daemon.start()
         stop, counter = threading.Event(), itertools.count()
         threads = [
-            threading.Thread(target=_load, args=(daemon.url, acknowledged, stop, counter)) for _ in range(CLIENTS)
+            threading.Thread(target=_load, args=(daemon.url, acknowledged, stop, counter))
+            for _ in range(CLIENTS)
         ]
         for thread in threads:
             thread.start()

@@ -36,7 +36,9 @@ def build(path: Path) -> None:
 
 def forged(seq: int, body: str = '{"forged":true}') -> tuple[bytes, bytes]:
     """Entry bytes with ``body`` spliced in as written (so it may be non-canonical), and their leaf hash."""
-    data = f'{{"body":{body},"kind":"admin_action","seq":{seq},"time":"2026-01-01T00:00:00.000000Z"}}'.encode()
+    data = (
+        f'{{"body":{body},"kind":"admin_action","seq":{seq},"time":"2026-01-01T00:00:00.000000Z"}}'.encode()
+    )
     return data, merkle.leaf_hash(data)
 
 
@@ -66,18 +68,31 @@ TAMPERING = [
     pytest.param(_sql("DELETE FROM entries WHERE seq = 11"), 11, "missing", id="deleted"),
     pytest.param(_sql(f"DELETE FROM entries WHERE seq = {N - 1}"), N - 1, "missing", id="truncated"),
     pytest.param(
-        _sql(*[f"UPDATE entries SET seq = {s + 1} WHERE seq = {s}" for s in range(N - 1, 19, -1)],
-             ("INSERT INTO entries (seq, leaf_hash, data) VALUES (20, ?, ?)", forged(20)[::-1])),
-        20, "inserted", id="inserted-and-shifted",
+        _sql(
+            *[f"UPDATE entries SET seq = {s + 1} WHERE seq = {s}" for s in range(N - 1, 19, -1)],
+            ("INSERT INTO entries (seq, leaf_hash, data) VALUES (20, ?, ?)", forged(20)[::-1]),
+        ),
+        20,
+        "inserted",
+        id="inserted-and-shifted",
     ),
     pytest.param(
-        _sql(f"INSERT INTO entries (seq, leaf_hash, data) SELECT {N}, leaf_hash, data FROM entries WHERE seq = 3"),
-        N, "copy of entry 3", id="duplicated",
+        _sql(
+            f"INSERT INTO entries (seq, leaf_hash, data) SELECT {N}, leaf_hash, data FROM entries WHERE seq = 3"
+        ),
+        N,
+        "copy of entry 3",
+        id="duplicated",
     ),
     pytest.param(
-        _sql("UPDATE entries SET seq = -1 WHERE seq = 5", "UPDATE entries SET seq = 5 WHERE seq = 25",
-             "UPDATE entries SET seq = 25 WHERE seq = -1"),
-        5, "reordered", id="reordered",
+        _sql(
+            "UPDATE entries SET seq = -1 WHERE seq = 5",
+            "UPDATE entries SET seq = 5 WHERE seq = 25",
+            "UPDATE entries SET seq = 25 WHERE seq = -1",
+        ),
+        5,
+        "reordered",
+        id="reordered",
     ),
     pytest.param(_replace(12, '{"a": 1}', rehash=True), 12, "canonical", id="non-canonical-whitespace"),
     pytest.param(_replace(13, '{"x":1e999}', rehash=True), 13, "canonical", id="unencodable-number"),
@@ -139,7 +154,9 @@ def test_every_checkpoint_is_checked(tmp_path: Path) -> None:
     other = Signer.from_file(ORIGIN, tmp_path / "other.key")
     head = Checkpoint(ORIGIN, 21, merkle.leaf_hash(b"not the root"))
     note = Signer.from_file(ORIGIN, path.with_suffix(".key")).sign(head.body())
-    _sql(("UPDATE checkpoints SET root_hash = ?, note = ? WHERE tree_size = 21", (head.root_hash, note)))(path)
+    _sql(("UPDATE checkpoints SET root_hash = ?, note = ? WHERE tree_size = 21", (head.root_hash, note)))(
+        path
+    )
     store = SqliteLedgerStore(path)
     try:
         report = verify(store)
@@ -161,7 +178,9 @@ ENTRY_BYTES = [
     pytest.param(b'{"body":{"s":"\\ud800"},"kind":"verdict","seq":0,"time":"t"}', id="lone-surrogate"),
     pytest.param(b'{"body":{"s":"\\ud83d\\ude00\\u00e9"},"kind":"verdict","seq":0,"time":"t"}', id="escapes"),
     pytest.param('{"body":{"s":"é"},"kind":"verdict","seq":0,"time":"t"}'.encode(), id="raw-utf8"),
-    pytest.param(b'{"body":{"f":1e+16,"g":1.5e-07,"h":0.1},"kind":"verdict","seq":0,"time":"t"}', id="floats"),
+    pytest.param(
+        b'{"body":{"f":1e+16,"g":1.5e-07,"h":0.1},"kind":"verdict","seq":0,"time":"t"}', id="floats"
+    ),
     pytest.param(b'{"body":{"f":1e16},"kind":"verdict","seq":0,"time":"t"}', id="float-not-python-form"),
     pytest.param(b'{"body":{"f":1E+16},"kind":"verdict","seq":0,"time":"t"}', id="float-capital-e"),
     pytest.param(b'{"body":{"x":1e999},"kind":"verdict","seq":0,"time":"t"}', id="overflow"),
@@ -173,7 +192,7 @@ ENTRY_BYTES = [
     pytest.param(b'{"body":{"s":"\\u007f\x7f"},"kind":"verdict","seq":0,"time":"t"}', id="delete-char"),
     pytest.param(b'{"body":{},"kind":"verdict","seq":true,"time":"t"}', id="bool-seq"),
     pytest.param(b'{"body":{},"kind":"verdict","seq":0,"time":"t","x":1}', id="extra-field"),
-    pytest.param(b'\xff\xfe{}', id="not-utf8"),
+    pytest.param(b"\xff\xfe{}", id="not-utf8"),
     pytest.param(b"", id="empty"),
 ]
 

@@ -73,7 +73,9 @@ def test_nan_is_refused_as_json_refuses_it(bad: float) -> None:
     """A NaN or infinity is an error, never a silent null."""
     with pytest.raises(ValueError, match="Out of range"):
         canonical_json({"x": [None, bad]})
-    assert reencode_parsed({"x": bad}) == b'{"x":null}'  # only for values parsed from bytes: never equal to them
+    assert (
+        reencode_parsed({"x": bad}) == b'{"x":null}'
+    )  # only for values parsed from bytes: never equal to them
 
 
 @pytest.mark.parametrize(

@@ -147,8 +147,14 @@ def test_checkpoint_root_matches_and_proofs_verify(ledger: LedgerDb) -> None:
 
 def test_query_filters_and_pages(db: LedgerDb) -> None:
     """Filters on kind, verdict, decision, rule, task type and time combine; ``after`` pages through."""
-    veto = {"decision": "veto", "findings": [{"rule_id": "dangerous.os_system", "severity": "high", "mode": "enforce"}]}
-    warn = {"decision": "warn", "findings": [{"rule_id": "nondeterminism.random", "severity": "low", "mode": "warn"}]}
+    veto = {
+        "decision": "veto",
+        "findings": [{"rule_id": "dangerous.os_system", "severity": "high", "mode": "enforce"}],
+    }
+    warn = {
+        "decision": "warn",
+        "findings": [{"rule_id": "nondeterminism.random", "severity": "low", "mode": "warn"}],
+    }
     store = db.open()
     try:
         store.append_many(
@@ -173,7 +179,9 @@ def test_query_filters_and_pages(db: LedgerDb) -> None:
         assert seqs(EntryFilter(rule="dangerous.os%")) == []  # no wildcards
         assert seqs(EntryFilter(task_type="induction", kind="task_proposed")) == [3]
         assert seqs(EntryFilter(), after=1, limit=2) == [2, 3]
-        assert seqs(EntryFilter(since="2000-01-01T00:00:00.000000Z", until="2001-01-01T00:00:00.000000Z")) == []
+        assert (
+            seqs(EntryFilter(since="2000-01-01T00:00:00.000000Z", until="2001-01-01T00:00:00.000000Z")) == []
+        )
         assert seqs(EntryFilter(since="2000-01-01T00:00:00.000000Z")) == [0, 1, 2, 3, 4]
     finally:
         store.close()
@@ -241,7 +249,12 @@ def test_inserted_entry_with_shifted_seqs_is_named(ledger: LedgerDb) -> None:
 
 def test_inserted_duplicate_is_named(ledger: LedgerDb) -> None:
     """Appending a copy of entry 3 (duplicate seq inside the bytes) names the copy's position."""
-    ledger.sql(("INSERT INTO entries (seq, leaf_hash, data) SELECT ?, leaf_hash, data FROM entries WHERE seq = 3", (N,)))
+    ledger.sql(
+        (
+            "INSERT INTO entries (seq, leaf_hash, data) SELECT ?, leaf_hash, data FROM entries WHERE seq = 3",
+            (N,),
+        )
+    )
     seq, reason, _ = ledger.verify()
     assert seq == N
     assert "copy of entry 3" in reason
@@ -300,7 +313,9 @@ WRITER = textwrap.dedent(
 
 def _writer(db: LedgerDb, tag: str, rounds: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, db.url, str(db.key), tag, str(rounds)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, db.url, str(db.key), tag, str(rounds)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -365,7 +380,9 @@ def test_cli_verify_ok_and_bad(ledger: LedgerDb, capsys: pytest.CaptureFixture[s
 def test_cli_verify_rejects_another_key(ledger: LedgerDb, capsys: pytest.CaptureFixture[str]) -> None:
     """A pinned key that did not sign the checkpoints fails verification."""
     Signer.from_file(ORIGIN, ledger.key.with_name("other"))
-    assert main(["ledger", "verify", "--db", ledger.url, "--key", str(ledger.key.with_name("other.pub"))]) == 1
+    assert (
+        main(["ledger", "verify", "--db", ledger.url, "--key", str(ledger.key.with_name("other.pub"))]) == 1
+    )
     assert "no signature" in capsys.readouterr().err
 
 

@@ -25,9 +25,7 @@ def decision_record(report: WatchdogReport | None) -> dict[str, Any] | None:
         return None
     return {
         "decision": report.decision,
-        "findings": [
-            {"rule_id": f.rule_id, "severity": f.severity, "mode": f.mode} for f in report.findings
-        ],
+        "findings": [{"rule_id": f.rule_id, "severity": f.severity, "mode": f.mode} for f in report.findings],
     }
 
 

@@ -138,6 +138,9 @@ async def create_batch(body: BatchCreate, service: ServiceDep) -> BatchPublic:
     specs = [to_spec(run, policy, f"runs[{index}]: ") for index, run in enumerate(body.runs)]
     results = await run_screened(service, policy, body.runs, specs)
     await service.ledger.append(
-        [records.verdict("/v1/runs/batch", run, public) for run, public in zip(body.runs, results, strict=True)]
+        [
+            records.verdict("/v1/runs/batch", run, public)
+            for run, public in zip(body.runs, results, strict=True)
+        ]
     )
     return BatchPublic(results=results)

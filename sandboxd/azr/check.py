@@ -261,7 +261,9 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
     final = [result for result, _ in judged]
     # Post-execution checks and the induction hard-coding detector (DESIGN.md §4 step 6).
     after = [
-        service.screen_outcome(policy, run, "solver", answer.task_type, screened_text(answer.imports, answer.answer))
+        service.screen_outcome(
+            policy, run, "solver", answer.task_type, screened_text(answer.imports, answer.answer)
+        )
         if run is not None
         else None
         for answer, (_, run) in zip(request.answers, judged, strict=True)
@@ -271,7 +273,9 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
         hardcoding.screen(service, policy, isolated, request.answers, final),
         equivalence.screen(service, policy, isolated, request.answers, final),
     )
-    for result, decision, post, probed, searched in zip(final, decisions, after, semantic, formal, strict=True):
+    for result, decision, post, probed, searched in zip(
+        final, decisions, after, semantic, formal, strict=True
+    ):
         merged = combine(decision, post, probed, searched)
         result.watchdog = report(merged) if merged is not None else None
         if merged is not None and is_veto(merged) and result.reason != Reason.VETOED:

@@ -146,4 +146,3 @@ def behaviour_signature(body: Any) -> str | None:
     if isinstance(probed, str):
         return f"probe:{probed}"
     return output_signature(body.get("inputs"), body.get("outputs")) if isinstance(body, dict) else None
-

@@ -138,6 +138,8 @@ def register_ledger(subparsers: Subparsers) -> None:
     proof.add_argument("--db", required=True, help=_DB_HELP)
     which = proof.add_mutually_exclusive_group(required=True)
     which.add_argument("--seq", type=int, help="inclusion: the entry's seq (leaf index)")
-    which.add_argument("--first", type=int, help="consistency: the older tree size, proven a prefix of --size")
+    which.add_argument(
+        "--first", type=int, help="consistency: the older tree size, proven a prefix of --size"
+    )
     proof.add_argument("--size", type=int, help="tree size to prove against (default: all entries)")
     proof.set_defaults(handler=_proof)

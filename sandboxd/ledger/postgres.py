@@ -89,9 +89,7 @@ class PostgresLedgerStore:
             for statement in filter(str.strip, (_SCHEMA + family_tables.TABLES).split(";")):
                 self._db.execute(statement)
             family_tables.upgrade(self._sql, self._db.execute(_HAS_PROGRAM_COLUMN).fetchone() is not None)
-            self._db.execute(
-                "INSERT INTO meta VALUES ('origin', %s) ON CONFLICT (key) DO NOTHING", (origin,)
-            )
+            self._db.execute("INSERT INTO meta VALUES ('origin', %s) ON CONFLICT (key) DO NOTHING", (origin,))
             row = self._db.execute("SELECT value FROM meta WHERE key = 'origin'").fetchone()
         self.origin: str = str(row[0]) if row else origin
         # Filled from the stored leaf hashes by the first checkpoint (readers such as verify never need it).
@@ -133,7 +131,9 @@ class PostgresLedgerStore:
             row = self._db.execute("SELECT size FROM head WHERE id = 1 FOR UPDATE").fetchone()
             first = int(row[0]) if row else 0
             stamp = now()
-            rows = [encode_row(first + offset, kind, body, stamp) for offset, (kind, body) in enumerate(items)]
+            rows = [
+                encode_row(first + offset, kind, body, stamp) for offset, (kind, body) in enumerate(items)
+            ]
             with self._db.cursor() as cursor:
                 cursor.executemany(
                     f"INSERT INTO entries ({ROW_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",  # noqa: S608 - fixed column list
@@ -155,7 +155,8 @@ class PostgresLedgerStore:
         after = start - 1
         while True:
             rows = self._db.execute(
-                "SELECT seq, leaf_hash, data FROM entries WHERE seq > %s ORDER BY seq LIMIT %s", (after, _PAGE)
+                "SELECT seq, leaf_hash, data FROM entries WHERE seq > %s ORDER BY seq LIMIT %s",
+                (after, _PAGE),
             ).fetchall()
             for seq, leaf, data in rows:
                 yield StoredEntry(int(seq), bytes(leaf), bytes(data))

@@ -43,7 +43,6 @@ def _append_many(items: Sequence[Item], store: LedgerStore) -> list[tuple[int, b
     return store.append_many(items)
 
 
-
 class _Closable(Protocol):
     def close(self) -> None: ...
 
@@ -55,6 +54,7 @@ def close_quietly(store: _Closable | None, what: str, logger: logging.Logger) ->
             store.close()
         except Exception as exc:  # sqlite3, psycopg and OS errors alike
             logger.warning("closing %s: %s", what, exc)
+
 
 class Recorder:
     """The ledger as the service uses it; ``start`` before use, ``stop`` at shutdown."""

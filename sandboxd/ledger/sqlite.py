@@ -107,7 +107,9 @@ class SqliteLedgerStore:
 
     def _catch_up(self) -> None:
         """Add the stored leaf hashes the compact range has not seen yet."""
-        rows = self._db.execute("SELECT leaf_hash FROM entries WHERE seq >= ? ORDER BY seq", (self._tree.size,))
+        rows = self._db.execute(
+            "SELECT leaf_hash FROM entries WHERE seq >= ? ORDER BY seq", (self._tree.size,)
+        )
         for (leaf,) in rows:
             self._tree.append(_blob(leaf))
 
@@ -124,7 +126,9 @@ class SqliteLedgerStore:
         try:
             (first,) = self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM entries").fetchone()
             stamp = now()
-            rows = [encode_row(first + offset, kind, body, stamp) for offset, (kind, body) in enumerate(items)]
+            rows = [
+                encode_row(first + offset, kind, body, stamp) for offset, (kind, body) in enumerate(items)
+            ]
             self._db.executemany(
                 f"INSERT INTO entries ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - fixed column list
                 rows,

@@ -41,7 +41,9 @@ def parse_url(url: str) -> tuple[Scheme, str]:
     if scheme == "sqlite":
         path = url.split("://", 1)[1]
         if not path.startswith("/") or path == "/":
-            raise LedgerUrlError(f"ledger URL {url!r}: use sqlite:///relative/path or sqlite:////absolute/path")
+            raise LedgerUrlError(
+                f"ledger URL {url!r}: use sqlite:///relative/path or sqlite:////absolute/path"
+            )
         return "sqlite", path[1:]
     return "postgresql", url
 

@@ -128,4 +128,8 @@ def probe_results(job: dict[str, Any], namespace: dict[str, Any]) -> Any:
         yield ("ok", value)
 
 
-JOB_KINDS: dict[str, Callable[[dict[str, Any]], Outcome]] = {"script": run_script, "calls": run_calls, "formal": run_formal}
+JOB_KINDS: dict[str, Callable[[dict[str, Any]], Outcome]] = {
+    "script": run_script,
+    "calls": run_calls,
+    "formal": run_formal,
+}

@@ -100,6 +100,8 @@ def _facts(
     for fact in facts:
         hit = judged.get(fact.name)
         if hit is None:
-            hit = judged[fact.name] = wanted.matches(fact.name) and not (allowed and allowed.matches(fact.name))
+            hit = judged[fact.name] = wanted.matches(fact.name) and not (
+                allowed and allowed.matches(fact.name)
+            )
         if hit:
             yield fact.line, fact.col, f"{kind} {fact.name}"

@@ -18,7 +18,9 @@ class Names:
     exact: frozenset[str] = frozenset()
     wildcards: tuple[re.Pattern[str], ...] = ()
     prefix: bool = False  # imports: ``os`` also matches ``os.path``
-    source: frozenset[str] = frozenset()  # the patterns as written (after list expansion), for ``policy diff``
+    source: frozenset[str] = (
+        frozenset()
+    )  # the patterns as written (after list expansion), for ``policy diff``
 
     @classmethod
     def of(cls, patterns: Sequence[str], *, prefix: bool = False) -> Names:

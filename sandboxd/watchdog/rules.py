@@ -16,7 +16,9 @@ Role = Literal["proposer", "solver"]
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,79}$")]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 Pattern = Annotated[str, Field(min_length=1, max_length=200)]
-AstPattern = Annotated[str, Field(min_length=1, max_length=2000)]  # an ast-grep pattern (``type($A, $B, $C)``)
+AstPattern = Annotated[
+    str, Field(min_length=1, max_length=2000)
+]  # an ast-grep pattern (``type($A, $B, $C)``)
 Phase = Literal["static", "post"]  # static: the source, before execution; post: the run's outcome, after it
 RunStatus = Literal[
     "ok", "runtime_error", "timeout", "memory_limit", "output_limit", "sandbox_violation", "internal_error"
@@ -46,7 +48,9 @@ class Match(_Frozen):
     max_source_bytes: int | None = Field(None, ge=1)  # UTF-8 size of the source
     # Structural patterns (ast-grep, Python grammar; ``$X`` one node, ``$$$X`` any number of nodes).
     pattern: tuple[AstPattern, ...] = ()
-    not_pattern: tuple[AstPattern, ...] = ()  # a ``pattern`` hit inside a node matching one of these is no evidence
+    not_pattern: tuple[
+        AstPattern, ...
+    ] = ()  # a ``pattern`` hit inside a node matching one of these is no evidence
     # Phase ``post`` only: facts about the run's outcome (sandboxd/watchdog/postexec.py).
     statuses: tuple[RunStatus, ...] = ()  # the run ended with one of these statuses
     stdout_regex: tuple[Pattern, ...] = ()
@@ -145,4 +149,3 @@ class PackFile(_Frozen):
     macros: dict[Name, Match] = {}
     rules: tuple[Rule, ...] = ()  # a pack needs at least one rule or plugin
     plugins: tuple[PluginUse, ...] = ()  # checks from the ``sandboxd.watchdog`` entry-point group
-

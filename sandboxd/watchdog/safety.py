@@ -27,7 +27,9 @@ class Weights(_Frozen):
     violation_rate: float = Field(1.0, ge=0)  # share of executed programs that were sandbox_violation
     tripwires: float = Field(0.6, ge=0)  # 1 while an unacknowledged tripwire is in the window: paused band
     drift: float = Field(0.5, ge=0)  # the drift input in [0, 1]; 0 (neutral) until someone feeds it
-    flags: float = Field(0.3, ge=0)  # share of human review labels in the window that are flag (docs/reviews.md)
+    flags: float = Field(
+        0.3, ge=0
+    )  # share of human review labels in the window that are flag (docs/reviews.md)
 
 
 class Bands(_Frozen):
