@@ -107,6 +107,8 @@ ensure_test_services() {
     have prometheus || missing+=(prometheus)
     have promtool || missing+=(prometheus)
     have docker-compose || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
+    # tests/test_forkserver_bursts.py runs the fork-server on the host, which compiles its filter with libseccomp
+    /sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing+=(libseccomp2)
     if [ "${#missing[@]}" -gt 0 ]; then
         # shellcheck disable=SC2207  # package names have no spaces
         missing=($(printf '%s\n' "${missing[@]}" | sort -u))
