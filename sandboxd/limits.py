@@ -19,6 +19,15 @@ class Limits(BaseModel):
     file_size_bytes: int = Field(0, ge=0)  # RLIMIT_FSIZE; children cannot open files for writing anyway
     open_files: int = Field(64, ge=8, le=4096)  # RLIMIT_NOFILE
 
+    def within(self, seconds: float) -> Limits:
+        """These limits with wall and CPU time capped at ``seconds`` (a check's own time budget)."""
+        return self.model_copy(
+            update={
+                "wall_time_seconds": min(self.wall_time_seconds, seconds),
+                "cpu_time_seconds": min(self.cpu_time_seconds, seconds),
+            }
+        )
+
     def exceeding(self, caps: Limits) -> list[str]:
         """Names of the fields where these limits are above ``caps``, as ``field > cap``."""
         return [

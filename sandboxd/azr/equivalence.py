@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sandboxd.azr.hardcoding import eligible
+from sandboxd.azr.hardcoding import screen_eligible
 from sandboxd.azr.schemas import Answer, CheckResult
 from sandboxd.azr.search_report import Failed, confirm, interpret, read_report
 from sandboxd.azr.texts import TextRejected, check_program, parse_import_list
@@ -91,9 +91,7 @@ def plan(index: int, answer: Answer, policy: SandboxPolicy) -> FormalProbe | Dec
     if reasons:
         return _not_checked(f"not a small pure program: {'; '.join(reasons)}")
     budget = min(options.formal_budget_seconds, policy.limits.wall_time_seconds)
-    cpu = min(budget, policy.limits.cpu_time_seconds)
-    limits = policy.limits.model_copy(update={"wall_time_seconds": budget, "cpu_time_seconds": cpu})
-    return FormalProbe(index, imports, reference, answer.answer, types, limits, budget)
+    return FormalProbe(index, imports, reference, answer.answer, types, policy.limits.within(budget), budget)
 
 
 def _not_checked(why: str) -> Decision:
@@ -108,27 +106,18 @@ async def screen(
     results: list[CheckResult],
 ) -> list[Decision | None]:
     """The check's decision for each answer (None where it does not apply or is off)."""
-    out: list[Decision | None] = [None] * len(answers)
-    if service.watchdog_packs.get(policy.name) is None or not policy.watchdog.formal_check:
-        return out
-    probes: list[FormalProbe] = []
-    for index, (answer, result) in enumerate(zip(answers, results, strict=True)):
-        if eligible(answer, result.correct):
-            planned = plan(index, answer, policy)
-            if isinstance(planned, FormalProbe):
-                probes.append(planned)
-            else:
-                out[index] = planned
-    if probes:
+    if not policy.watchdog.formal_check:
+        return [None] * len(answers)
+
+    async def judge_all(probes: list[FormalProbe]) -> list[Decision]:
         searched = await service.run(policy, [probe.search() for probe in probes])
-        judged = await asyncio.gather(
-            *(_judge(service, policy, isolated, p, r) for p, r in zip(probes, searched, strict=True))
+        return list(
+            await asyncio.gather(
+                *(_judge(service, policy, isolated, p, r) for p, r in zip(probes, searched, strict=True))
+            )
         )
-        for probe, decision in zip(probes, judged, strict=True):
-            out[probe.index] = decision
-    for found in out:
-        service.after_run(policy, found)
-    return out
+
+    return await screen_eligible(service, policy, answers, results, plan=plan, judge=judge_all)
 
 
 async def _judge(

@@ -12,8 +12,9 @@ as evidence. Agreement is an ``audit`` finding that says "no counterexample foun
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from sandboxd.azr.equality import equal
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason
@@ -63,13 +64,7 @@ def plan_probe(index: int, answer: Answer, policy: SandboxPolicy) -> Probe | Dec
         return decide([_finding("audit", f"not checked: input generation failed ({type(exc).__name__})")])
     if not texts:
         return decide([_finding("audit", "not checked: no new inputs could be generated from the examples")])
-    budget = options.induction_budget_seconds
-    limits = policy.limits.model_copy(
-        update={
-            "wall_time_seconds": min(policy.limits.wall_time_seconds, budget),
-            "cpu_time_seconds": min(policy.limits.cpu_time_seconds, budget),
-        }
-    )
+    limits = policy.limits.within(options.induction_budget_seconds)
     imports = parse_import_list(answer.imports)
 
     def job(program: str) -> RunSpec:
@@ -151,18 +146,53 @@ async def screen(
     results: list[CheckResult],
 ) -> list[Decision | None]:
     """The detector's decision for each answer (None where it does not apply or the watchdog is off)."""
+    if policy.watchdog.induction_samples == 0:
+        return [None] * len(answers)
+    return await screen_eligible(
+        service,
+        policy,
+        answers,
+        results,
+        plan=plan_probe,
+        judge=lambda probes: detect(service, policy, isolated(), probes),
+    )
+
+
+class _Indexed(Protocol):
+    @property
+    def index(self) -> int:  # the answer's position in the request
+        ...
+
+
+P = TypeVar("P", bound=_Indexed)
+
+
+async def screen_eligible(
+    service: Service,
+    policy: SandboxPolicy,
+    answers: list[Answer],
+    results: list[CheckResult],
+    *,
+    plan: Callable[[int, Answer, SandboxPolicy], P | Decision],
+    judge: Callable[[list[P]], Awaitable[list[Decision]]],
+) -> list[Decision | None]:
+    """One decision per answer from a semantic check of correct induction answers (this detector's, or
+    the formal check's): ``plan`` each eligible answer into a probe or a decision on the spot, ``judge``
+    every probe at once, and count every decision. None where the check does not apply or the watchdog
+    is off for ``policy``.
+    """
     out: list[Decision | None] = [None] * len(answers)
-    if service.watchdog_packs.get(policy.name) is None or policy.watchdog.induction_samples == 0:
+    if service.watchdog_packs.get(policy.name) is None:
         return out
-    probes: list[Probe] = []
+    probes: list[P] = []
     for index, (answer, result) in enumerate(zip(answers, results, strict=True)):
         if eligible(answer, result.correct):
-            planned = plan_probe(index, answer, policy)
-            if isinstance(planned, Probe):
-                probes.append(planned)
-            else:
+            planned = plan(index, answer, policy)
+            if isinstance(planned, Decision):
                 out[index] = planned
-    decided = await detect(service, policy, isolated(), probes) if probes else []
+            else:
+                probes.append(planned)
+    decided = await judge(probes) if probes else []
     for probe, decision in zip(probes, decided, strict=True):
         out[probe.index] = decision
     for found in out:
