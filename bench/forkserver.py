@@ -37,11 +37,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
+from sandboxd.backends.docker import scratch_tmpfs
 from sandboxd.policy import load_policies
 from sandboxd.run import RunSpec, fork_request
-from sandboxd.runner.protocol import MessageReader, encode_message
+from sandboxd.runner.protocol import encode_message
 from sandboxd.service import configure_message, sandbox_spec
 from sandboxd.settings import BUILTIN_POLICIES, Settings
+from sandboxd.testing import ProtocolPipe
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -52,8 +54,7 @@ def docker_args(policy_name: str, profile: Path) -> tuple[list[str], str]:
     policy = load_policies(BUILTIN_POLICIES)[policy_name]
     spec = sandbox_spec(policy, settings)
     profile.write_text(spec.seccomp_profile)
-    uid, _, gid = spec.user.partition(":")
-    scratch = f"rw,nosuid,nodev,noexec,size={spec.scratch_bytes},nr_inodes={spec.scratch_inodes},uid={uid},gid={gid},mode=0700"
+    scratch = scratch_tmpfs(spec)
     args = [
         "--network", "none", "--read-only", "--ipc", "none", "--tmpfs", f"/scratch:{scratch}",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
@@ -67,7 +68,7 @@ def docker_args(policy_name: str, profile: Path) -> tuple[list[str], str]:
     return args, spec.image
 
 
-class Box:
+class Box(ProtocolPipe):
     """One container whose PID 1 is the fork-server, configured as a pool would configure it."""
 
     def __init__(
@@ -76,34 +77,18 @@ class Box:
         self.label = label
         self.name = f"bench-fs-{uuid.uuid4().hex[:8]}"
         mount = [] if runner == "image" else ["-v", f"{Path(runner).resolve()}:/opt/sandboxd/sandboxd:ro"]
-        command = ["docker", "run", "--rm", "-i", "--name", self.name, *args, *mount, image]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-        self.reader = MessageReader()
-        self.pending: list[dict[str, Any]] = []
-        hello = self.next()
+        super().__init__(["docker", "run", "--rm", "-i", "--name", self.name, *args, *mount, image])
+        hello = self.next().header
         if hello.get("op") != "hello":
             raise RuntimeError(f"{label}: no hello: {hello}")
         inspect = ["docker", "inspect", "-f", "{{.State.Pid}}", self.name]
         self.pid = int(subprocess.check_output(inspect, text=True))
         self.send(encode_message({"op": "configure", **configure}))
-        configured = self.next()
+        configured = self.next().header
         if configured.get("op") != "configured":
             raise RuntimeError(f"{label}: configure failed: {configured}")
         self.cpu: list[float] = []
         self.faults: list[tuple[float, float]] = []
-
-    def send(self, data: bytes) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(data)
-
-    def next(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        while not self.pending:
-            chunk = os.read(self.process.stdout.fileno(), 1 << 20)
-            if not chunk:
-                raise RuntimeError(f"{self.label}: the fork-server closed its output")
-            self.pending = [message.header for message in self.reader.feed(chunk)]
-        return self.pending.pop(0)
 
     def usage(self) -> tuple[float, int, int]:
         """CPU seconds (self and reaped children), own minor faults, children's minor faults."""
@@ -119,7 +104,7 @@ class Box:
             while sent < len(messages) and sent - done < in_flight:
                 self.send(messages[sent])
                 sent += 1
-            result = self.next()
+            result = self.next().header
             done += 1
             failed += result.get("op") != "result" or result.get("exit_code") != 0
         cpu1, own1, children1 = self.usage()
@@ -127,12 +112,6 @@ class Box:
         self.cpu.append(1000 * (cpu1 - cpu0) / count)
         self.faults.append(((own1 - own0) / count, (children1 - children0) / count))
         return failed
-
-    def close(self) -> None:
-        self.send(encode_message({"op": "shutdown"}))
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
 
 
 def main() -> None:

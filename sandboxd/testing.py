@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -21,6 +23,7 @@ from sandboxd.runner.protocol import (
     HEADER,
     RESULT_SECTIONS,
     RUN_SECTIONS,
+    Message,
     MessageReader,
     encode_message,
     split_sections,
@@ -74,6 +77,45 @@ def running_server(
     finally:
         server.should_exit = True
         thread.join(timeout=60)
+
+
+class ProtocolPipe:
+    """The daemon's end of the fork-server protocol over a process's stdin and stdout.
+
+    For driving a real fork-server without the daemon: run as a host process
+    (tests/test_forkserver_bursts.py) or as PID 1 of ``docker run -i`` (bench/forkserver.py).
+    """
+
+    def __init__(self, command: list[str], env: Mapping[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - the caller's own command: a runner or docker, never model text
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0
+        )
+        self._reader = MessageReader()
+        self._pending: list[Message] = []
+
+    def send(self, data: bytes) -> None:
+        """Write one or more encoded messages."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(data)
+
+    def next(self) -> Message:
+        """The next message from the fork-server; raises RuntimeError if it closed its output."""
+        assert self.process.stdout is not None
+        while not self._pending:
+            chunk = os.read(self.process.stdout.fileno(), 1 << 20)
+            if not chunk:
+                raise RuntimeError("the fork-server closed its output")
+            self._pending = self._reader.feed(chunk)
+        return self._pending.pop(0)
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Ask the fork-server to shut down, close its input and wait for it."""
+        self.send(encode_message({"op": "shutdown"}))
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=timeout)
+        self.process.stdout.close()
 
 
 class FakeHandle:

@@ -20,57 +20,39 @@ import pytest
 
 from sandboxd.policy import load_policies
 from sandboxd.run import RunSpec, fork_request
-from sandboxd.runner.protocol import Message, MessageReader, encode_message
+from sandboxd.runner.protocol import encode_message
 from sandboxd.service import configure_message
 from sandboxd.settings import BUILTIN_POLICIES
+from sandboxd.testing import ProtocolPipe
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class LocalForkServer:
+class LocalForkServer(ProtocolPipe):
+    """The runner's fork-server as a host process, configured like a pool configures it."""
+
     def __init__(self, scratch: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"}
         env.pop("SANDBOXD_CHANNEL", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sandboxd.runner"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-        )
-        self.reader = MessageReader()
-        self.pending: list[Message] = []
+        super().__init__([sys.executable, "-m", "sandboxd.runner"], env)
         self.policy = load_policies(BUILTIN_POLICIES)["default"]
         assert self.next().header["op"] == "hello"
-        self.send({"op": "configure", **configure_message(self.policy), "scratch_root": str(scratch)})
+        self.send(
+            encode_message(
+                {"op": "configure", **configure_message(self.policy), "scratch_root": str(scratch)}
+            )
+        )
         configured = self.next().header
         assert configured["op"] == "configured", configured
-
-    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(encode_message(header, body))
-        self.process.stdin.flush()
-
-    def next(self) -> Message:
-        assert self.process.stdout is not None
-        while not self.pending:
-            chunk = os.read(self.process.stdout.fileno(), 1 << 16)
-            assert chunk, "the fork-server closed its output"
-            self.pending = self.reader.feed(chunk)
-        return self.pending.pop(0)
 
     def run(self, code: str, run_id: str, backlog: int) -> None:
         spec = RunSpec(job={"kind": "script", "code": code}, limits=self.policy.limits)
         request = fork_request(spec, self.policy, run_id, backlog)
-        self.send(request.header, request.body)
+        self.send(encode_message(request.header, request.body))
 
     def ping(self) -> dict[str, Any]:
-        self.send({"op": "ping", "id": "p"})
+        self.send(encode_message({"op": "ping", "id": "p"}))
         return self.next().header
-
-    def close(self) -> None:
-        self.send({"op": "shutdown"})
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
 
 
 @pytest.fixture

@@ -100,6 +100,15 @@ def _close_socket(socket_io: Any) -> None:
         socket_io.close()
 
 
+def scratch_tmpfs(spec: SandboxSpec) -> str:
+    """The mount options of a sandbox's ``/scratch``: size- and inode-capped, noexec, the sandbox user's own."""
+    uid, _, gid = spec.user.partition(":")
+    return (
+        f"rw,nosuid,nodev,noexec,size={spec.scratch_bytes},nr_inodes={spec.scratch_inodes},"
+        f"uid={uid},gid={gid},mode=0700"
+    )
+
+
 class DockerSandbox:
     """A started container, its attach stream split into protocol bytes and diagnostics.
 
@@ -291,11 +300,7 @@ class DockerBackend:
         await self.call(probe)
 
     async def create(self, spec: SandboxSpec) -> DockerSandbox:
-        uid, _, gid = spec.user.partition(":")
-        scratch = (
-            f"rw,nosuid,nodev,noexec,size={spec.scratch_bytes},nr_inodes={spec.scratch_inodes},"
-            f"uid={uid},gid={gid},mode=0700"
-        )
+        scratch = scratch_tmpfs(spec)
 
         channel = self._channel(spec)
         env = dict(spec.env) | (channel.env if channel else {})
