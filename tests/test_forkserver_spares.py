@@ -11,9 +11,11 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from api_support import posted_results
 
 from sandboxd.settings import BUILTIN_POLICIES, Settings
 from sandboxd.testing import running_server
@@ -49,13 +51,8 @@ def client(
         yield http
 
 
-def _batch(
-    client: httpx.Client, runs: list[dict[str, object]], policy: str = "default"
-) -> list[dict[str, object]]:
-    response = client.post("/v1/runs/batch", json={"runs": runs, "policy": policy})
-    assert response.status_code == 200, response.text
-    results: list[dict[str, object]] = response.json()["results"]
-    return results
+def _batch(client: httpx.Client, runs: list[dict[str, Any]], policy: str = "default") -> list[dict[str, Any]]:
+    return posted_results(client, "/v1/runs/batch", {"runs": runs, "policy": policy})
 
 
 @pytest.mark.parametrize("policy", ["default", "tight"])

@@ -48,6 +48,16 @@ def run_entry(code: str) -> Item:
     return Kind.VERDICT, {"code": code, "status": "ok", "decision": None}
 
 
+def append(url: str, *batches: list[Item]) -> None:
+    """Append each batch (one ``append_many`` each) to the ledger at ``url``, then close it."""
+    store = open_store(url)
+    try:
+        for batch in batches:
+            store.append_many(batch)
+    finally:
+        store.close()
+
+
 def curriculum(seed: int, planted_share: float) -> list[Item]:
     """180 proposals (AZR/CRUXEval plus a planted family), an answer to every third, and some raw runs."""
     rng = random.Random(seed)
@@ -183,11 +193,7 @@ def test_oldest_family_sets_are_pruned(url: str, monkeypatch: pytest.MonkeyPatch
 
 def test_older_ledger_gains_the_program_column_and_still_verifies(url: str) -> None:
     """A ledger written before the program column existed is upgraded on open, filled from its entries."""
-    store = open_store(url)
-    try:
-        store.append_many([proposal(p) for p in pool()[:4]] + [answer(pool()[2].code, correct=False)])
-    finally:
-        store.close()
+    append(url, [proposal(p) for p in pool()[:4]] + [answer(pool()[2].code, correct=False)])
     drop = "ALTER TABLE entries DROP COLUMN program_sha256"
     if parse_url(url)[0] == "sqlite":
         with sqlite3.connect(url) as conn:
@@ -261,12 +267,7 @@ def scorecard(url: str) -> tuple[dict[str, Any], dict[str, int]]:
 
 def test_auditor_lists_a_scorecard_familys_entries(url: str, tmp_path: Path) -> None:
     """A family ref from a scorecard lists exactly that family's proposals and answers, page by page."""
-    store = open_store(url)
-    try:
-        store.append_many(curriculum(seed=1, planted_share=0.0))
-        store.append_many(curriculum(seed=2, planted_share=0.4))
-    finally:
-        store.close()
+    append(url, curriculum(seed=1, planted_share=0.0), curriculum(seed=2, planted_share=0.4))
     card, labels = scorecard(url)
     settings, token = settings_for(tmp_path, url)
     top = card["families"][0]  # the planted family grows most
@@ -292,17 +293,9 @@ def test_auditor_lists_a_scorecard_familys_entries(url: str, tmp_path: Path) -> 
 
 def test_older_scorecards_refs_keep_working_and_unknown_ones_are_404(url: str, tmp_path: Path) -> None:
     """A ref from an earlier scorecard still lists its family; unknown sets and families get a clear 404."""
-    store = open_store(url)
-    try:
-        store.append_many(curriculum(seed=3, planted_share=0.3))
-    finally:
-        store.close()
+    append(url, curriculum(seed=3, planted_share=0.3))
     old_card, old_labels = scorecard(url)
-    store = open_store(url)
-    try:
-        store.append_many(curriculum(seed=4, planted_share=0.0))
-    finally:
-        store.close()
+    append(url, curriculum(seed=4, planted_share=0.0))
     new_card, _ = scorecard(url)
     assert new_card["family_set"]["id"] != old_card["family_set"]["id"]
     settings, token = settings_for(tmp_path, url)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from api_support import posted_results
 
 from sandboxd.settings import BUILTIN_POLICIES, Settings
 from sandboxd.testing import running_server
@@ -51,10 +52,7 @@ def shaped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
 
 
 def check(client: httpx.Client, *answers: dict[str, Any]) -> list[dict[str, Any]]:
-    response = client.post("/v1/azr/check", json={"answers": list(answers)})
-    assert response.status_code == 200, response.text
-    results: list[dict[str, Any]] = response.json()["results"]
-    return results
+    return posted_results(client, "/v1/azr/check", {"answers": list(answers)})
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from api_support import posted_results
 
 from sandboxd import image, wheelhouse
 from sandboxd.azr.equivalence import FormalProbe, plan
@@ -542,10 +543,7 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
 
 
 def check(http: httpx.Client, answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    response = http.post("/v1/azr/check", json={"policy": "formal", "answers": answers})
-    assert response.status_code == 200, response.text
-    results: list[dict[str, Any]] = response.json()["results"]
-    return results
+    return posted_results(http, "/v1/azr/check", {"policy": "formal", "answers": answers})
 
 
 def findings(result: dict[str, Any], rule: str = RULE_ID) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from api_support import posted_results
 
 from sandboxd.azr.hardcoding import Probe, plan_probe
 from sandboxd.azr.schemas import Answer
@@ -139,10 +140,7 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
 def check(
     http: httpx.Client, answers: list[dict[str, Any]], policy: str = "semantic"
 ) -> list[dict[str, Any]]:
-    response = http.post("/v1/azr/check", json={"policy": policy, "answers": answers})
-    assert response.status_code == 200, response.text
-    results: list[dict[str, Any]] = response.json()["results"]
-    return results
+    return posted_results(http, "/v1/azr/check", {"policy": policy, "answers": answers})
 
 
 def induction(answer: str, reference: str | None = REFERENCE, **extra: Any) -> dict[str, Any]:
