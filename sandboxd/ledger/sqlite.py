@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import family_tables, merkle
 from .entry import Kind, now
@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+
+
+T = TypeVar("T")
 
 
 class _Sql:
@@ -95,15 +98,16 @@ class SqliteLedgerStore:
     def _has_program_column(self) -> bool:
         return any(row[1] == "program_sha256" for row in self._db.execute("PRAGMA table_info(entries)"))
 
-    def _write(self, action: Callable[[], None]) -> None:
-        """Run ``action`` in one ``BEGIN IMMEDIATE`` transaction."""
+    def _write(self, action: Callable[[], T]) -> T:
+        """Run ``action`` in one ``BEGIN IMMEDIATE`` transaction and return what it returns."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            action()
+            result = action()
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        return result
 
     def _catch_up(self) -> None:
         """Add the stored leaf hashes the compact range has not seen yet."""
@@ -122,8 +126,8 @@ class SqliteLedgerStore:
         """Append entries in one transaction, committed (and synced) before this returns."""
         if not items:
             return []
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def insert() -> tuple[int, list[tuple[Any, ...]]]:
             (first,) = self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM entries").fetchone()
             stamp = now()
             rows = [
@@ -133,10 +137,9 @@ class SqliteLedgerStore:
                 f"INSERT INTO entries ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - fixed column list
                 rows,
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            return first, rows
+
+        first, rows = self._write(insert)
         if first == self._tree.size:  # otherwise another writer appended; checkpoint() catches up
             for row in rows:
                 self._tree.append(row[1])
@@ -171,23 +174,22 @@ class SqliteLedgerStore:
 
     def checkpoint(self) -> StoredCheckpoint:
         """Sign and store a checkpoint over every entry."""
-        if self._signer is None:
+        signer = self._signer
+        if signer is None:
             raise RuntimeError("this ledger store was opened without a signer")
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def sign() -> StoredCheckpoint:
             self._catch_up()
             head = Checkpoint(self.origin, self._tree.size, self._tree.root())
-            cp = StoredCheckpoint(head.size, head.root_hash, now(), self._signer.sign(head.body()))
+            cp = StoredCheckpoint(head.size, head.root_hash, now(), signer.sign(head.body()))
             self._db.execute(
                 "INSERT INTO checkpoints (tree_size, root_hash, timestamp, note) VALUES (?, ?, ?, ?)",
                 (cp.tree_size, cp.root_hash, cp.timestamp, cp.note),
             )
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('vkey', ?)", (self._signer.verifier.vkey(),))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        return cp
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('vkey', ?)", (signer.verifier.vkey(),))
+            return cp
+
+        return self._write(sign)
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""
