@@ -94,9 +94,9 @@ def runner_sources() -> dict[str, bytes]:
     return files
 
 
-# Debian bookworm's python3 is 3.11. Its image is read-only and runs with -B, so without these every
+# The image's python3 (wheelhouse.IMAGE_PYTHON) runs read-only with -B, so without shipped bytecode every
 # container start compiled the runner from source: ~35 ms of CPU per start, and starts are per request.
-IMAGE_PYTHON = (3, 11)
+IMAGE_PYTHON = wheelhouse.IMAGE_PYTHON
 
 
 def _bytecode(sources: Mapping[str, bytes]) -> dict[str, bytes]:

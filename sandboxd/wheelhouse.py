@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TARGET = "/opt/sandboxd-formal"
-PYTHON = "3.11"  # Debian bookworm's python3
+IMAGE_PYTHON = (3, 11)  # Debian bookworm's python3: the wheels' ABI and the bytecode the image ships
+PYTHON = ".".join(map(str, IMAGE_PYTHON))
 ARCHITECTURES = ("x86_64",)  # the wheels below; on other hosts the image is built without the toolchain
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
 
@@ -113,7 +114,15 @@ def _install(target: Path, progress: Progress) -> None:
     cmd = [
         *pip,
         *("--only-binary", ":all:", "--require-hashes", "--no-compile", "--target", str(target)),
-        *("--python-version", PYTHON, "--implementation", "cp", "--abi", "cp311", *platforms),
+        *(
+            "--python-version",
+            PYTHON,
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp" + "".join(map(str, IMAGE_PYTHON)),
+            *platforms,
+        ),
         *("-r", str(requirements_file)),
     ]
     progress(f"formal: pip install --target of {len(WHEELS)} pinned wheels (crosshair-tool, z3-solver, ...)")
@@ -125,7 +134,7 @@ def _install(target: Path, progress: Progress) -> None:
     requirements_file.unlink()
     for name in _DROPPED:
         shutil.rmtree(target / name, ignore_errors=True)
-    if sys.version_info[:2] == (3, 11):  # same bytecode as the image's python3: compile once, here
+    if sys.version_info[:2] == IMAGE_PYTHON:  # same bytecode as the image's python3: compile once, here
         progress("formal: compiling the toolchain's bytecode")
         compile_cmd = [
             sys.executable,
