@@ -240,10 +240,13 @@ class Service:
             return None
         decision = check_source(source, packs, role, task_type)
         self.sentinel.observe_decision(decision)
-        rules = sorted({finding.rule_id for finding in decision.findings}) or ["none"]
-        for rule in rules:
-            self.metrics.watchdog_decisions.labels(decision=decision.decision.value, rule=rule).inc()
+        self._count(decision)
         return decision
+
+    def _count(self, decision: Decision) -> None:
+        """One ``watchdog_decisions`` increment per distinct rule that fired, or one for rule ``none``."""
+        for rule in sorted({finding.rule_id for finding in decision.findings}) or ["none"]:
+            self.metrics.watchdog_decisions.labels(decision=decision.decision.value, rule=rule).inc()
 
     def after_run(self, policy: SandboxPolicy, found: Decision | None) -> None:
         """Count a post-execution or semantic decision (DESIGN.md §4 step 6) that has findings.
@@ -255,8 +258,7 @@ class Service:
             return
         if found.decision is DecisionKind.VETO:
             self.sentinel.observe_decision(found)
-        for rule in sorted({finding.rule_id for finding in found.findings}):
-            self.metrics.watchdog_decisions.labels(decision=found.decision.value, rule=rule).inc()
+        self._count(found)
 
     def screen_outcome(
         self, policy: SandboxPolicy, result: RunResult, role: Role, task_type: str | None, source: str
