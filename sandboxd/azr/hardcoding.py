@@ -23,9 +23,9 @@ from sandboxd.azr.texts import TextRejected, check_program, parse_import_list
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
-from sandboxd.watchdog.decision import Decision, Finding, decide
+from sandboxd.watchdog.decision import Decision, Finding, decide, program_finding
 from sandboxd.watchdog.induction import PACK, RULE_ID, example_arguments, generate
-from sandboxd.watchdog.rules import Mode, Severity
+from sandboxd.watchdog.rules import Mode
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,7 @@ class Probe:
 
 
 def _finding(mode: Mode, message: str, evidence: str = "") -> Finding:
-    severity: Severity = "high" if mode != "audit" else "low"
-    return Finding(RULE_ID, PACK, mode, severity, message, 0, 0, evidence[:500])
+    return program_finding(RULE_ID, PACK, mode, message, evidence)
 
 
 def eligible(answer: Answer, correct: bool) -> bool:

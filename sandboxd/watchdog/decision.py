@@ -27,6 +27,13 @@ class Finding:
     evidence: str
 
 
+def program_finding(rule_id: str, pack: str, mode: Mode, message: str, evidence: str = "") -> Finding:
+    """A finding about a whole program from a check that runs it (no line): high severity unless it is
+    audit-only, evidence cut to 500 characters."""
+    severity: Severity = "high" if mode != "audit" else "low"
+    return Finding(rule_id, pack, mode, severity, message, 0, 0, evidence[:500])
+
+
 @dataclass(frozen=True)
 class Decision:
     decision: DecisionKind

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .decision import Finding
+from .decision import Finding, program_finding
 from .facts import extract
-from .rules import Mode, Severity
+from .rules import Mode
 
 RULE_ID = "semantic.formal-equivalence"
 PACK = "semantic"
@@ -108,5 +108,4 @@ def no_counterexample(budget_seconds: float) -> str:
 
 
 def finding(mode: Mode, message: str, evidence: str = "") -> Finding:
-    severity: Severity = "high" if mode != "audit" else "low"
-    return Finding(RULE_ID, PACK, mode, severity, message, 0, 0, evidence[:500])
+    return program_finding(RULE_ID, PACK, mode, message, evidence)
