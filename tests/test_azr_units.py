@@ -10,6 +10,7 @@ import pytest
 
 from sandboxd.azr.equality import comparison_key, contains_non_canonical, equal
 from sandboxd.azr.literal import NotLiteral, parse_literal
+from sandboxd.azr.memo import TextMemo
 from sandboxd.azr.texts import (
     TextRejected,
     check_arguments,
@@ -392,3 +393,33 @@ def test_azr_truncate_is_idempotent() -> None:
     assert once == "x" * 200 + "..." + "y" * 200
     assert azr_truncate(once) == once
     assert AZR_TRUNCATE_CHARS == 400
+
+
+def test_text_memo_checks_each_text_once_and_repeats_its_result() -> None:
+    calls: list[str] = []
+
+    def counted(text: str) -> None:
+        calls.append(text)
+        check_arguments(text)
+
+    memo = TextMemo()
+    for _ in range(3):
+        memo.check(counted, "1, [2, 3]")
+        with pytest.raises(TextRejected, match="exactly the arguments of one call"):
+            memo.check(counted, "1) or True or (1")
+    assert calls == ["1, [2, 3]", "1) or True or (1"]
+    # Another check of the same text is a different question: it runs.
+    with pytest.raises(TextRejected, match="does not define f"):
+        memo.check(check_program, "g = 1")
+    memo.check(check_expression, "g")
+
+
+def test_text_memo_parses_each_literal_once() -> None:
+    memo = TextMemo()
+    first = memo.literal("[1, {'a': (2, 3.5)}]")
+    assert first == [1, {"a": (2, 3.5)}]
+    assert memo.literal("[1, {'a': (2, 3.5)}]") is first
+    for _ in range(2):  # a fresh exception each time, with the first one's reason
+        with pytest.raises(NotLiteral, match="Call is not a literal"):
+            memo.literal("Counter({'a': 1})")
+    assert TextMemo().literal("[1, {'a': (2, 3.5)}]") is not first  # nothing outlives a request

@@ -13,7 +13,8 @@ from typing import Any
 
 from sandboxd.azr import equivalence, hardcoding
 from sandboxd.azr.equality import equal
-from sandboxd.azr.literal import NotLiteral, parse_literal
+from sandboxd.azr.literal import NotLiteral
+from sandboxd.azr.memo import TextMemo
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
 from sandboxd.azr.schemas import Answer, CheckRequest, CheckResult, Reason, Usage
 from sandboxd.azr.texts import (
@@ -53,18 +54,19 @@ def _is_truncated(text: str) -> bool:
     return len(text) == AZR_TRUNCATE_CHARS + 3 and text[middle : middle + 3] == "..."
 
 
-def _check_expected(text: str) -> None:
+def _check_expected(text: str, memo: TextMemo) -> None:
     """Expected outputs must be literals or plain expressions, or AZR's truncated records (by text)."""
     if _is_truncated(text):
         return
     try:
-        parse_literal(text)
+        memo.literal(text)
     except NotLiteral:
-        check_expression(text)
+        memo.check(check_expression, text)
 
 
-def plan(answer: Answer, policy: SandboxPolicy) -> Plan:
+def plan(answer: Answer, policy: SandboxPolicy, memo: TextMemo | None = None) -> Plan:
     """Check the answer's texts on the trusted side and describe the runs it needs."""
+    memo = memo if memo is not None else TextMemo()
     try:
         imports = parse_import_list(answer.imports)
         check_imports(imports)
@@ -76,8 +78,8 @@ def plan(answer: Answer, policy: SandboxPolicy) -> Plan:
         if answer.task_type == "deduction":
             if answer.expected_output is None:
                 return Plan(rejection=_rejected(Reason.BAD_ARGUMENTS, "deduction needs expected_output"))
-            check_expression(answer.answer)
-            _check_expected(answer.expected_output)
+            memo.check(check_expression, answer.answer)
+            _check_expected(answer.expected_output, memo)
             job["expressions"] = [{"imports": imports, "text": answer.answer}]
             expected = [(key, answer.expected_output)]
         elif answer.task_type == "abduction":
@@ -85,9 +87,9 @@ def plan(answer: Answer, policy: SandboxPolicy) -> Plan:
                 return Plan(
                     rejection=_rejected(Reason.BAD_ARGUMENTS, "abduction needs program and expected_output")
                 )
-            check_program(answer.program)
-            check_arguments(answer.answer)
-            _check_expected(answer.expected_output)
+            memo.check(check_program, answer.program)
+            memo.check(check_arguments, answer.answer)
+            _check_expected(answer.expected_output, memo)
             job.update(program=answer.program, calls=[answer.answer])
             expected = [(key, answer.expected_output)]
         else:
@@ -101,11 +103,11 @@ def plan(answer: Answer, policy: SandboxPolicy) -> Plan:
                 return Plan(
                     rejection=_rejected(Reason.BAD_ARGUMENTS, f"more than {policy.azr.max_inputs} inputs")
                 )
-            check_program(answer.answer)
+            memo.check(check_program, answer.answer)
             for text in answer.inputs:
-                check_arguments(text)
+                memo.check(check_arguments, text)
             for text in answer.outputs:
-                _check_expected(text)
+                _check_expected(text, memo)
             job.update(program=answer.answer, calls=list(answer.inputs))
             expected = [(key, text) for text in answer.outputs]
     except TextRejected as exc:
@@ -229,9 +231,10 @@ def _isolated_policy(service: Service, policy: SandboxPolicy) -> SandboxPolicy:
 
 
 def _literals(
-    keys: list[ExpressionKey],
+    keys: list[ExpressionKey], memo: TextMemo
 ) -> tuple[dict[ExpressionKey, CallOutcome | None], list[ExpressionKey]]:
-    """Read literal expected outputs here; return them and the keys that need a sandbox."""
+    """Read literal expected outputs here (parsed once, by ``plan``); return them and the keys that need
+    a sandbox."""
     values: dict[ExpressionKey, CallOutcome | None] = {}
     rest: list[ExpressionKey] = []
     for key in keys:
@@ -239,7 +242,7 @@ def _literals(
             values[key] = None  # compared by truncated repr
             continue
         try:
-            values[key] = CallOutcome(ok=True, value=parse_literal(key[1]))
+            values[key] = CallOutcome(ok=True, value=memo.literal(key[1]))
         except NotLiteral:
             rest.append(key)
     return values, rest
@@ -251,13 +254,14 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
         service.screen(policy, screened_text(answer.imports, answer.answer), "solver", answer.task_type)
         for answer in request.answers
     ]
+    memo = TextMemo()
     plans = [
         Plan(rejection=_rejected(Reason.VETOED, vetoed_detail(decision)))
         if decision is not None and is_veto(decision)
-        else plan(answer, policy)
+        else plan(answer, policy, memo)
         for answer, decision in zip(request.answers, decisions, strict=True)
     ]
-    judged = await _judged(service, policy, plans)
+    judged = await _judged(service, policy, plans, memo)
     final = [result for result, _ in judged]
     # Post-execution checks and the induction hard-coding detector (DESIGN.md §4 step 6).
     after = [
@@ -285,13 +289,13 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
 
 
 async def _judged(
-    service: Service, policy: SandboxPolicy, plans: list[Plan]
+    service: Service, policy: SandboxPolicy, plans: list[Plan], memo: TextMemo
 ) -> list[tuple[CheckResult, RunResult | None]]:
     """Each plan's result, with the answer's run when it ran (for the post-execution checks)."""
     answer_specs = [item.spec for item in plans if item.spec is not None]
     if not answer_specs:
         return [(item.rejection, None) for item in plans if item.rejection is not None]
-    values, keys = _literals(sorted({key for item in plans for key in item.expected}))
+    values, keys = _literals(sorted({key for item in plans for key in item.expected}), memo)
     # Expected outputs that are not literals run first, in a request of their own: its sandboxes
     # never run an answer, so no answer can find an expected output in its fork-server's memory.
     isolated = _isolated_policy(service, policy)

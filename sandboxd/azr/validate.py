@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sandboxd.azr import probes
+from sandboxd.azr.memo import TextMemo
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
 from sandboxd.azr.schemas import ProposedTask, Reason, Usage, ValidateRequest, ValidateResult
 from sandboxd.azr.texts import TextRejected, check_arguments, check_imports, check_program, parse_import_list
@@ -57,8 +58,11 @@ def is_veto(decision: Decision) -> bool:
     return decision.decision == DecisionKind.VETO
 
 
-def prepare(task: ProposedTask, policy: SandboxPolicy) -> list[RunSpec] | ValidateResult:
+def prepare(
+    task: ProposedTask, policy: SandboxPolicy, memo: TextMemo | None = None
+) -> list[RunSpec] | ValidateResult:
     """Check the task's texts; return the run to make, or the rejection."""
+    memo = memo if memo is not None else TextMemo()
     count = len(task.inputs)
     single = task.task_type in ("deduction", "abduction")
     if (single and count != 1) or count > policy.azr.max_inputs:
@@ -72,12 +76,12 @@ def prepare(task: ProposedTask, policy: SandboxPolicy) -> list[RunSpec] | Valida
     except TextRejected as exc:
         return _rejected(Reason.SYNTAX_ERROR, str(exc), count)
     try:
-        check_program(task.program)
+        memo.check(check_program, task.program)
     except TextRejected as exc:
         return _rejected(Reason.SYNTAX_ERROR, str(exc), count)
     for index, text in enumerate(task.inputs):
         try:
-            check_arguments(text)
+            memo.check(check_arguments, text)
         except TextRejected as exc:
             return _rejected(Reason.BAD_ARGUMENTS, f"inputs[{index}]: {exc}", count)
     job: dict[str, Any] = {
@@ -163,10 +167,11 @@ async def validate(service: Service, policy: SandboxPolicy, request: ValidateReq
         service.screen(policy, screened_text(task.imports, task.program), "proposer", task.task_type)
         for task in request.tasks
     ]
+    memo = TextMemo()
     prepared = [
         _rejected(Reason.VETOED, vetoed_detail(decision), len(task.inputs))
         if decision is not None and is_veto(decision)
-        else prepare(task, policy)
+        else prepare(task, policy, memo)
         for task, decision in zip(request.tasks, decisions, strict=True)
     ]
     specs = [spec for item in prepared if isinstance(item, list) for spec in item]
