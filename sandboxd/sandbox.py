@@ -128,7 +128,8 @@ class Sandbox:
             raise
         except Exception:
             log.exception("sandbox %s reader failed", self.id)
-        self.exit_info = await self.handle.exit_info()
+        if self.state is not SandboxState.DEAD:  # died by itself; after our destroy() there is nothing to ask
+            self.exit_info = await self.handle.exit_info()
         self._death = SandboxDied(self.id, self.exit_info)
         self.state = SandboxState.DEAD
         for future in self._pending.values():
