@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bytecode import precompiled
 from .frame import ResultFrame, parse_frame, split_frames
 from .limits import Limits
 from .policy import SandboxPolicy
@@ -59,7 +60,12 @@ def fork_request(spec: RunSpec, policy: SandboxPolicy, run_id: str, backlog: int
     the fork-server fork children for them in one burst (runner/forkserver.py, ``Spare``).
     """
     nonce = secrets.token_hex(16)
-    job = json.dumps(spec.job, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    fields = spec.job
+    if fields.get("kind") == "script" and isinstance(fields.get("code"), str):
+        bytecode = precompiled(fields["code"])  # the child loads it instead of compiling (bytecode.py)
+        if bytecode is not None:
+            fields = {**fields, "bytecode": bytecode}
+    job = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
     stdin = spec.stdin.encode("utf-8", "surrogatepass")
     message: dict[str, Any] = {
         "op": "run",

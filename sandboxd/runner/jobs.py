@@ -11,6 +11,9 @@
 from __future__ import annotations
 
 import builtins
+import marshal
+import types
+from base64 import b64decode
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,9 @@ _type = type
 _issubclass = issubclass
 _type_name = type.__dict__["__name__"].__get__
 _compile = compile
+_marshal_loads = marshal.loads
+_b64decode = b64decode
+_CodeType = types.CodeType
 _exec = exec
 _eval = eval
 _repr = repr
@@ -58,9 +64,22 @@ def describe_exception(exc: BaseException) -> Outcome:
     return Outcome(outcome="exception", exc_type=name, exc_builtin=cls in _BUILTIN_EXCEPTIONS, exit_code=1)
 
 
+def _script_code(job: dict[str, Any]) -> Any:
+    """The daemon's compiled ``bytecode`` of the script (sandboxd/bytecode.py), else the source compiled here."""
+    blob = job.get("bytecode")
+    if _type(blob) is str:
+        try:
+            code = _marshal_loads(_b64decode(blob))
+        except (ValueError, EOFError, TypeError):
+            code = None  # not this interpreter's bytecode: compile the source as without it
+        if _type(code) is _CodeType:
+            return code
+    return _compile(job["code"], "<program>", "exec")
+
+
 def run_script(job: dict[str, Any]) -> Outcome:
-    """Compile and execute ``job["code"]`` as the ``__main__`` module."""
-    code = _compile(job["code"], "<program>", "exec")
+    """Execute ``job["code"]`` as the ``__main__`` module (from the daemon's bytecode when it sent it)."""
+    code = _script_code(job)
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": _builtins_module}
     _exec(code, namespace)
     return Outcome()
