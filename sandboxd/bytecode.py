@@ -28,24 +28,87 @@ import base64
 import marshal
 import sys
 import warnings
+from typing import Any
 
 from .wheelhouse import IMAGE_PYTHON
 
-MAX_SOURCE_CHARS = 8192
+MAX_SOURCE_CHARS = 8192  # per text
+MAX_JOB_CHARS = 32768  # all the texts of one job together; the rest the child compiles
 FILENAME = "<program>"  # runner/jobs.py compiles under this name too, and tracebacks start there
 # runner/jobs.py calls compile() from a module with ``from __future__ import annotations``, so the
 # child's own compile inherits that flag: the same flags here give the same code object.
 _FLAGS = __future__.annotations.compiler_flag
 
 
-def precompiled(source: str) -> str | None:
-    """The base64 of ``marshal.dumps(compile(source))`` for a script run, or None (the child compiles)."""
+def precompiled(source: str, name: str = FILENAME, mode: str = "exec") -> str | None:
+    """The base64 of ``marshal.dumps(compile(source, name, mode))``, or None (the child compiles it)."""
     if sys.version_info[:2] != IMAGE_PYTHON or len(source) > MAX_SOURCE_CHARS:
         return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a warning would go to the child's stderr: let it compile
-            code = compile(source, FILENAME, "exec", flags=_FLAGS, dont_inherit=True)
+            code = compile(source, name, mode, flags=_FLAGS, dont_inherit=True)
     except Exception:
         return None
     return base64.b64encode(marshal.dumps(code)).decode("ascii")
+
+
+Memo = dict[tuple[str, str, str], "str | None"]  # (source, name, mode) -> bytecode, for one batch
+
+
+def with_bytecode(job: dict[str, Any], memo: Memo | None = None) -> dict[str, Any]:
+    """``job`` plus the bytecode of every text its child would compile (``runner/jobs.py``), else ``job``.
+
+    ``script``: ``bytecode`` is one string. ``calls``: ``bytecode`` is a table by field, position for
+    position (``imports``, ``program``, ``calls``, ``expressions`` with their own ``imports`` and
+    ``text``, ``probes``), None where the child compiles that text itself. Call and probe texts are
+    compiled as the child builds them: ``<entry>(<arguments>)``. Other kinds go unchanged. ``memo``
+    (one per batch, from the executor) compiles a text repeated across the batch's runs once: the k
+    answers to one task share its program.
+    """
+    if sys.version_info[:2] != IMAGE_PYTHON:
+        return job
+    kind = job.get("kind")
+    if kind == "script" and isinstance(job.get("code"), str):
+        blob = precompiled(job["code"])
+        return job if blob is None else {**job, "bytecode": blob}
+    if kind != "calls":
+        return job
+    entry = str(job.get("entry", "f"))
+    budget = [MAX_JOB_CHARS]
+
+    seen: Memo = memo if memo is not None else {}
+
+    def one(text: object, name: str, mode: str) -> str | None:
+        if not isinstance(text, str):
+            return None
+        key = (text, name, mode)
+        if key in seen:
+            return seen[key]
+        if len(text) > budget[0]:
+            return None
+        budget[0] -= len(text)
+        seen[key] = blob = precompiled(text, name, mode)
+        return blob
+
+    def lines(texts: object) -> list[str | None]:
+        return [one(line, "<imports>", "exec") for line in texts] if isinstance(texts, list) else []
+
+    def calls(texts: object, name: str) -> list[str | None]:
+        if not isinstance(texts, list):
+            return []
+        return [one(f"{entry}({text})" if isinstance(text, str) else None, name, "eval") for text in texts]
+
+    table: dict[str, Any] = {
+        "imports": lines(job.get("imports")),
+        "program": one(job.get("program"), FILENAME, "exec"),
+        "calls": calls(job.get("calls"), "<input>"),
+        "expressions": [
+            {"imports": lines(item.get("imports")), "text": one(item.get("text"), "<expression>", "eval")}
+            if isinstance(item, dict)
+            else {}
+            for item in job.get("expressions") or []
+        ],
+        "probes": calls(job.get("probes"), "<probe>"),
+    }
+    return {**job, "bytecode": table}

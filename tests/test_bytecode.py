@@ -11,7 +11,7 @@ import sys
 import httpx
 import pytest
 
-from sandboxd.bytecode import MAX_SOURCE_CHARS, precompiled
+from sandboxd.bytecode import MAX_JOB_CHARS, MAX_SOURCE_CHARS, precompiled, with_bytecode
 from sandboxd.policy import load_policies
 from sandboxd.run import RunSpec, fork_request
 from sandboxd.runner import jobs
@@ -53,7 +53,66 @@ def test_the_child_compiles_what_fails_or_warns_or_is_long(source: str) -> None:
     assert precompiled(source) is None
 
 
-def test_fork_request_sends_bytecode_only_for_scripts() -> None:
+CALLS_JOB = {
+    "kind": "calls",
+    "imports": ["import math", "from collections import Counter"],
+    "program": "def f(a: int, b=2):\n    return [math.floor(a / b), Counter('abca')]",
+    "calls": ["7", "9, b=4", "1,, 2"],  # the last does not compile: the child reports SyntaxError
+    "expressions": [{"imports": ["import math"], "text": "math.pi"}, {"imports": [], "text": "(("}],
+    "probes": ["0", "-3"],
+    "repeat": 2,
+}
+
+
+def _compiled(source: str, name: str, mode: str) -> object:
+    return jobs._code(None, source, name, mode)  # compile() as the child calls it, in runner/jobs.py
+
+
+@same_python
+def test_calls_table_holds_what_the_child_would_compile() -> None:
+    table = with_bytecode(CALLS_JOB)["bytecode"]
+    assert [_loaded(b) for b in table["imports"]] == [
+        _compiled(line, "<imports>", "exec") for line in CALLS_JOB["imports"]
+    ]
+    assert _loaded(table["program"]) == _compiled(CALLS_JOB["program"], "<program>", "exec")
+    assert table["calls"][2] is None  # does not compile: left to the child, which reports it
+    assert [_loaded(b) for b in table["calls"][:2]] == [
+        _compiled(f"f({text})", "<input>", "eval") for text in ("7", "9, b=4")
+    ]
+    assert _loaded(table["expressions"][0]["text"]) == _compiled("math.pi", "<expression>", "eval")
+    assert table["expressions"][1]["text"] is None
+    assert [_loaded(b) for b in table["probes"]] == [
+        _compiled(f"f({text})", "<probe>", "eval") for text in ("0", "-3")
+    ]
+
+
+@same_python
+def test_calls_run_the_same_with_and_without_the_table() -> None:
+    def outcome(job: dict[str, object]) -> list[object]:
+        values = jobs.run_calls(job).values
+        return [value[:2] if value[0] == "ok" else value for value in values]
+
+    runnable = {**CALLS_JOB, "calls": CALLS_JOB["calls"][:2]}
+    with_table = with_bytecode(runnable)
+    broken = {**with_table, "bytecode": {"program": "!!", "calls": [42, None], "expressions": "x"}}
+    assert outcome(with_table) == outcome(runnable) == outcome(broken)
+    assert outcome(runnable)[0] == ("ok", [3, {"a": 2, "b": 1, "c": 1}])
+    assert outcome(runnable)[-1] == ("error", "SyntaxError")  # the expression "((", either way
+    for job in (CALLS_JOB, with_bytecode(CALLS_JOB)):  # a call that does not compile fails the job
+        with pytest.raises(SyntaxError):
+            jobs.run_calls(job)
+
+
+@same_python
+def test_one_job_compiles_at_most_its_budget_on_the_trusted_side() -> None:
+    texts = [f"x{index}" + "x" * (MAX_SOURCE_CHARS - 12) for index in range(8)]  # all different
+    job = {"kind": "calls", "imports": [], "program": None, "calls": texts, "expressions": []}
+    blobs = with_bytecode(job)["bytecode"]["calls"]
+    compiled = sum(blob is not None for blob in blobs)
+    assert 0 < compiled <= MAX_JOB_CHARS // (MAX_SOURCE_CHARS - 7) < len(blobs)
+
+
+def test_fork_request_sends_bytecode_only_for_scripts_and_calls() -> None:
     policy = load_policies(BUILTIN_POLICIES)["default"]
     script = fork_request(
         RunSpec(job={"kind": "script", "code": "print(1)"}, limits=policy.limits), policy, "a"
@@ -68,8 +127,11 @@ def test_fork_request_sends_bytecode_only_for_scripts() -> None:
     )
     job = json.loads(script.body[: script.header["job_bytes"]])
     assert job["code"] == "print(1)"  # the source always travels with it
-    assert ("bytecode" in job) == (sys.version_info[:2] == IMAGE_PYTHON)
-    assert "bytecode" not in json.loads(calls.body[: calls.header["job_bytes"]])
+    same = sys.version_info[:2] == IMAGE_PYTHON
+    assert ("bytecode" in job) == same
+    assert ("bytecode" in json.loads(calls.body[: calls.header["job_bytes"]])) == same
+    formal = fork_request(RunSpec(job={"kind": "formal", "program": "x"}, limits=policy.limits), policy, "c")
+    assert "bytecode" not in json.loads(formal.body[: formal.header["job_bytes"]])
 
 
 @pytest.mark.parametrize(
@@ -112,3 +174,22 @@ def test_precompiled_and_child_compiled_runs_look_the_same(client: httpx.Client)
     failed = client.post("/v1/runs", json={"code": cases[1]}).json()
     assert failed["status"] == "runtime_error"
     assert 'File "<program>", line 2, in g' in failed["stderr"]
+
+
+@same_python
+def test_a_batch_compiles_each_repeated_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandboxd import bytecode  # noqa: PLC0415 - patched for this test only
+
+    seen: list[tuple[str, str, str]] = []
+    real = bytecode.precompiled
+
+    def counted(source: str, name: str = "<program>", mode: str = "exec") -> str | None:
+        seen.append((source, name, mode))
+        return real(source, name, mode)
+
+    monkeypatch.setattr(bytecode, "precompiled", counted)
+    memo: bytecode.Memo = {}
+    answers = [{**CALLS_JOB, "calls": ["7"], "expressions": [], "probes": []} for _ in range(5)]
+    tables = [with_bytecode(job, memo)["bytecode"] for job in answers]
+    assert all(table == tables[0] for table in tables)
+    assert len(seen) == len(set(seen)) == 4  # two imports, the program, one call

@@ -189,7 +189,7 @@ def _frame(nonce: str, outcome: jobs.Outcome, encoder: Encoder) -> bytes:
     return header + body
 
 
-_WARM_UP_JOBS = (
+_WARM_UP_JOBS: tuple[dict[str, Any], ...] = (
     {
         "kind": "script",
         "code": "import collections, math\nx = sorted([3, 1, 2])\nprint(repr(x) == repr(x), repr(x))",
@@ -205,6 +205,26 @@ _WARM_UP_JOBS = (
 )
 
 
+def _with_bytecode(job: dict[str, Any]) -> dict[str, Any]:
+    """A warm-up job with the bytecode table the daemon would send (sandboxd/bytecode.py), built here
+    from the same fixed trusted text."""
+
+    def blob(text: str, name: str, mode: str) -> str:
+        return base64.b64encode(marshal.dumps(compile(text, name, mode))).decode("ascii")
+
+    if job["kind"] == "script":
+        return {**job, "bytecode": blob(job["code"], "<program>", "exec")}
+    table = {
+        "imports": [blob(line, "<imports>", "exec") for line in job["imports"]],
+        "program": blob(job["program"], "<program>", "exec"),
+        "calls": [blob(f"f({text})", "<input>", "eval") for text in job["calls"]],
+        "expressions": [
+            {"imports": [], "text": blob(item["text"], "<expression>", "eval")} for item in job["expressions"]
+        ],
+    }
+    return {**job, "bytecode": table}
+
+
 def warm_up(prep: Preparation) -> None:
     """Run every job kind a few times in the fork-server, on fixed trusted text, before ``gc.freeze``.
 
@@ -215,11 +235,9 @@ def warm_up(prep: Preparation) -> None:
     saved = sys.stdout, sys.stderr
     prep.streams.install()
     try:
-        script = _WARM_UP_JOBS[0]
-        compiled = compile(str(script["code"]), "<program>", "exec")  # as the daemon sends scripts
-        precompiled = {**script, "bytecode": base64.b64encode(marshal.dumps(compiled)).decode("ascii")}
+        precompiled = [_with_bytecode(job) for job in _WARM_UP_JOBS]  # as the daemon sends them
         for _ in range(16):  # more than CPython's warm-up count, so the code is quickened
-            for job in (*_WARM_UP_JOBS, precompiled):
+            for job in (*_WARM_UP_JOBS, *precompiled):
                 outcome = jobs.JOB_KINDS[str(job["kind"])](json.loads(json.dumps(job)))
                 _frame("0" * 32, outcome, Encoder())
             prep.streams.stdout.flush()

@@ -64,17 +64,30 @@ def describe_exception(exc: BaseException) -> Outcome:
     return Outcome(outcome="exception", exc_type=name, exc_builtin=cls in _BUILTIN_EXCEPTIONS, exit_code=1)
 
 
-def _script_code(job: dict[str, Any]) -> Any:
-    """The daemon's compiled ``bytecode`` of the script (sandboxd/bytecode.py), else the source compiled here."""
-    blob = job.get("bytecode")
+def _code(blob: Any, source: str, name: str, mode: str) -> Any:
+    """The daemon's bytecode for ``compile(source, name, mode)`` (sandboxd/bytecode.py), else that compile.
+
+    The bytecode comes from the trusted side with the source; if it is missing, or is not this
+    interpreter's, the source is compiled here exactly as it would have been without it.
+    """
     if _type(blob) is str:
         try:
             code = _marshal_loads(_b64decode(blob))
         except (ValueError, EOFError, TypeError):
-            code = None  # not this interpreter's bytecode: compile the source as without it
+            code = None
         if _type(code) is _CodeType:
             return code
-    return _compile(job["code"], "<program>", "exec")
+    return _compile(source, name, mode)
+
+
+def _nth(table: Any, key: str, index: int) -> Any:
+    """``table[key][index]`` of a ``calls`` job's bytecode table, or None."""
+    column = table.get(key) if _type(table) is dict else None
+    return column[index] if _type(column) is list and index < len(column) else None
+
+
+def _script_code(job: dict[str, Any]) -> Any:
+    return _code(job.get("bytecode"), job["code"], "<program>", "exec")
 
 
 def run_script(job: dict[str, Any]) -> Outcome:
@@ -102,28 +115,32 @@ def _result(code: Any, namespace: dict[str, Any]) -> tuple[Any, ...]:
     return ("ok", value, text)
 
 
-def _namespace(imports: list[str], program: str | None) -> dict[str, Any]:
+def _namespace(imports: list[str], program: str | None, table: Any) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": _builtins_module}
-    for line in imports:
-        _exec(_compile(line, "<imports>", "exec"), namespace)
+    for index, line in enumerate(imports):
+        _exec(_code(_nth(table, "imports", index), line, "<imports>", "exec"), namespace)
     if program:
-        _exec(_compile(program, "<program>", "exec"), namespace)
+        blob = table.get("program") if _type(table) is dict else None
+        _exec(_code(blob, program, "<program>", "exec"), namespace)
     return namespace
 
 
 def run_calls(job: dict[str, Any]) -> Outcome:
     """Run ``program`` once, then each call and each expression; report results as values."""
-    namespace = _namespace(job.get("imports", []), job.get("program"))
+    table = job.get("bytecode")
+    namespace = _namespace(job.get("imports", []), job.get("program"), table)
     entry = job.get("entry", "f")
     results: list[Any] = []
-    for arguments in job.get("calls", []):
-        code = _compile(entry + "(" + arguments + ")", "<input>", "eval")
+    for index, arguments in enumerate(job.get("calls", [])):
+        code = _code(_nth(table, "calls", index), entry + "(" + arguments + ")", "<input>", "eval")
         for _ in range(int(job.get("repeat", 1))):
             results.append(_result(code, namespace))
-    for expression in job.get("expressions", []):
+    for index, expression in enumerate(job.get("expressions", [])):
+        own = _nth(table, "expressions", index)
+        own = own if _type(own) is dict else {}
         try:
-            scope = _namespace(expression.get("imports", []), None)
-            code = _compile(expression["text"], "<expression>", "eval")
+            scope = _namespace(expression.get("imports", []), None, own)
+            code = _code(own.get("text"), expression["text"], "<expression>", "eval")
         except BaseException as exc:
             results.append(("error", describe_exception(exc).exc_type))
             continue
@@ -138,9 +155,11 @@ def probe_results(job: dict[str, Any], namespace: dict[str, Any]) -> Any:
     ``("error", exception_type_name)``.
     """
     entry = job.get("entry", "f")
-    for arguments in job.get("probes", []):
+    table = job.get("bytecode")
+    for index, arguments in enumerate(job.get("probes", [])):
         try:
-            value = _eval(_compile(entry + "(" + arguments + ")", "<probe>", "eval"), namespace)
+            code = _code(_nth(table, "probes", index), entry + "(" + arguments + ")", "<probe>", "eval")
+            value = _eval(code, namespace)
         except BaseException as exc:  # model code may raise anything, SystemExit included
             yield ("error", describe_exception(exc).exc_type)
             continue
