@@ -16,7 +16,9 @@ compiles that whenever the bytecode is missing or does not load. Nothing is prec
 * the code is longer than :data:`MAX_SOURCE_CHARS`: the daemon's event loop never spends more than
   about a millisecond on one run's text, whatever a request holds;
 * compiling fails or warns (``SyntaxError``, ``SyntaxWarning``, null bytes, nesting too deep): the
-  child compiles it, so errors and warnings reach the run's stderr exactly as before.
+  child compiles it, so errors and warnings reach the run's stderr exactly as before;
+* the code holds a set constant of two or more elements (:func:`_orders_by_hash`): after ``marshal``
+  its order would follow the daemon's hash seed, not the child's.
 
 Compiling is not running: no model code executes on the trusted side (docs/security-model.md).
 """
@@ -28,6 +30,7 @@ import base64
 import marshal
 import sys
 import warnings
+from types import CodeType
 from typing import Any
 
 from .wheelhouse import IMAGE_PYTHON
@@ -48,9 +51,28 @@ def precompiled(source: str, name: str = FILENAME, mode: str = "exec") -> str | 
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a warning would go to the child's stderr: let it compile
             code = compile(source, name, mode, flags=_FLAGS, dont_inherit=True)
-    except Exception:
+    except Exception:  # any failure: the child compiles it, and reports it as it always did
+        return None
+    if _orders_by_hash(code):
         return None
     return base64.b64encode(marshal.dumps(code)).decode("ascii")
+
+
+def _orders_by_hash(code: CodeType) -> bool:
+    """Whether ``code`` (or a function in it) holds a frozenset constant of two or more elements.
+
+    The compiler folds set displays of constants (``{'a', 'b'}``, ``x in {1, 2}``) into frozensets.
+    ``marshal`` stores one in the daemon's iteration order, which follows the daemon's hash seed, and
+    loading it inserts the elements in that order; colliding elements then land in other slots than
+    the child's own compile would put them in, under the child's pinned ``PYTHONHASHSEED``. A set the
+    program prints could come out in another order, so such code is compiled by the child.
+    """
+    for constant in code.co_consts:
+        if isinstance(constant, frozenset) and len(constant) > 1:
+            return True
+        if isinstance(constant, CodeType) and _orders_by_hash(constant):
+            return True
+    return False
 
 
 Memo = dict[tuple[str, str, str], "str | None"]  # (source, name, mode) -> bytecode, for one batch

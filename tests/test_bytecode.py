@@ -46,8 +46,10 @@ def test_precompiled_is_what_the_child_would_compile() -> None:
         "print('a')\x00",  # null byte
         "x = " + "(" * 300 + "1" + ")" * 300,  # too deeply nested for the parser
         "print(1)\n" + "#" * MAX_SOURCE_CHARS,  # too long to spend the event loop on
+        "print(list({'aa', 'bb', 'cc'}))",  # a frozenset constant: its order follows the hash seed
+        "def f(x):\n    return [y for y in x if y in {1, 2}]",  # one in a nested function, too
     ],
-    ids=["syntax-error", "syntax-warning", "null-byte", "nesting", "too-long"],
+    ids=["syntax-error", "syntax-warning", "null-byte", "nesting", "too-long", "set", "nested-set"],
 )
 def test_the_child_compiles_what_fails_or_warns_or_is_long(source: str) -> None:
     assert precompiled(source) is None
@@ -193,3 +195,24 @@ def test_a_batch_compiles_each_repeated_text_once(monkeypatch: pytest.MonkeyPatc
     tables = [with_bytecode(job, memo)["bytecode"] for job in answers]
     assert all(table == tables[0] for table in tables)
     assert len(seen) == len(set(seen)) == 4  # two imports, the program, one call
+
+
+def test_why_set_constants_are_left_to_the_child() -> None:
+    """The hazard that _orders_by_hash avoids: a set constant marshalled under one hash seed and
+    loaded under another iterates differently from the same source compiled under the second."""
+    import subprocess  # noqa: PLC0415 - only this test starts interpreters
+
+    source = "print(list({%s}))" % ", ".join(repr(chr(97 + i) * 2) for i in range(6))  # noqa: UP031 - a program text
+    dump = f"import marshal, sys; sys.stdout.buffer.write(marshal.dumps(compile({source!r}, 'p', 'exec')))"
+    load = "import marshal, sys; exec(marshal.loads(sys.stdin.buffer.read()))"
+
+    def python(code: str, seed: int, data: bytes = b"") -> bytes:
+        env = {"PYTHONHASHSEED": str(seed)}
+        return subprocess.run(
+            [sys.executable, "-c", code], input=data, env=env, capture_output=True, check=True
+        ).stdout
+
+    own = python(source, 0)
+    loaded = [python(load, 0, python(dump, seed)) for seed in (1, 2, 3)]
+    assert any(output != own for output in loaded)
+    assert precompiled(source) is None
