@@ -1,4 +1,4 @@
-"""Script runs compiled on the trusted side, so that their children do not compile them.
+"""Runs' texts compiled on the trusted side, so that their children do not compile them.
 
 A forked child pays for every page it writes with a copy-on-write fault (about 3 us each on the
 development host), and compiling is the most writing thing a child does: the parser's and the
@@ -7,14 +7,15 @@ measured, in the runner image: a child that compiles and runs an AZR validation 
 of CPU and 370 faults; the same child given the script's bytecode costs 1.0 ms and 190 faults. Here
 (the daemon's own heap) compiling costs only the compiling.
 
-So :func:`precompiled` compiles a ``script`` job's code for the child, which loads it with
-``marshal`` instead of compiling (``runner/jobs.py``). The source still travels with it, and the child
+So :func:`with_bytecode` adds the bytecode of a ``script`` job's code, or of every text of a ``calls``
+job, for the child, which loads it with ``marshal`` instead of compiling (``runner/jobs.py``). The source still travels with it, and the child
 compiles that whenever the bytecode is missing or does not load. Nothing is precompiled when:
 
 * the daemon's Python is not the image's (:data:`.wheelhouse.IMAGE_PYTHON`): bytecode is only
   portable within one minor version;
-* the code is longer than :data:`MAX_SOURCE_CHARS`: the daemon's event loop never spends more than
-  about a millisecond on one run's text, whatever a request holds;
+* the code is longer than :data:`MAX_SOURCE_CHARS`, or its batch has used its compiling budget
+  (:class:`Compiler`): the daemon's event loop spends at most about a millisecond per run on it,
+  whatever a request holds;
 * compiling fails or warns (``SyntaxError``, ``SyntaxWarning``, null bytes, nesting too deep): the
   child compiles it, so errors and warnings reach the run's stderr exactly as before;
 * the code holds a set constant of two or more elements (:func:`_orders_by_hash`): after ``marshal``
@@ -29,14 +30,16 @@ import __future__
 import base64
 import marshal
 import sys
+import time
 import warnings
 from types import CodeType
 from typing import Any
 
 from .wheelhouse import IMAGE_PYTHON
 
-MAX_SOURCE_CHARS = 8192  # per text
-MAX_JOB_CHARS = 32768  # all the texts of one job together; the rest the child compiles
+MAX_SOURCE_CHARS = 4096  # per text
+MAX_JOB_CHARS = 16384  # all the texts of one job together; the rest the child compiles
+SECONDS_PER_RUN = 0.001  # a batch's compiling budget, per run (:class:`Compiler`)
 FILENAME = "<program>"  # runner/jobs.py compiles under this name too, and tracebacks start there
 # runner/jobs.py calls compile() from a module with ``from __future__ import annotations``, so the
 # child's own compile inherits that flag: the same flags here give the same code object.
@@ -75,43 +78,59 @@ def _orders_by_hash(code: CodeType) -> bool:
     return False
 
 
-Memo = dict[tuple[str, str, str], "str | None"]  # (source, name, mode) -> bytecode, for one batch
+class Compiler:
+    """One batch's precompiling: each distinct text once, within a time budget.
+
+    The executor makes one per batch (``Executor.run_batch``) with :data:`SECONDS_PER_RUN` for each
+    of its runs. Once the batch has spent that much time compiling, its remaining texts go to their
+    children uncompiled, so a batch of hostile texts that are slow to compile (long f-string chains
+    take about 1.5 ms per 1,000 characters) costs the event loop at most about a millisecond per run.
+    Repeats are free: the k answers to one task share its program.
+    """
+
+    def __init__(self, runs: int) -> None:
+        self.budget_seconds = runs * SECONDS_PER_RUN
+        self.spent_seconds = 0.0
+        self._seen: dict[tuple[str, str, str], str | None] = {}
+
+    def __call__(self, text: str, name: str = FILENAME, mode: str = "exec") -> str | None:
+        key = (text, name, mode)
+        if key in self._seen:
+            return self._seen[key]
+        if self.spent_seconds >= self.budget_seconds:
+            return None
+        started = time.perf_counter()
+        blob = precompiled(text, name, mode)
+        self.spent_seconds += time.perf_counter() - started
+        self._seen[key] = blob
+        return blob
 
 
-def with_bytecode(job: dict[str, Any], memo: Memo | None = None) -> dict[str, Any]:
+def with_bytecode(job: dict[str, Any], compiler: Compiler | None = None) -> dict[str, Any]:
     """``job`` plus the bytecode of every text its child would compile (``runner/jobs.py``), else ``job``.
 
     ``script``: ``bytecode`` is one string. ``calls``: ``bytecode`` is a table by field, position for
     position (``imports``, ``program``, ``calls``, ``expressions`` with their own ``imports`` and
     ``text``, ``probes``), None where the child compiles that text itself. Call and probe texts are
-    compiled as the child builds them: ``<entry>(<arguments>)``. Other kinds go unchanged. ``memo``
-    (one per batch, from the executor) compiles a text repeated across the batch's runs once: the k
-    answers to one task share its program.
+    compiled as the child builds them: ``<entry>(<arguments>)``. Other kinds go unchanged.
     """
     if sys.version_info[:2] != IMAGE_PYTHON:
         return job
+    compile_text = compiler if compiler is not None else Compiler(1)
     kind = job.get("kind")
     if kind == "script" and isinstance(job.get("code"), str):
-        blob = precompiled(job["code"])
+        blob = compile_text(job["code"])
         return job if blob is None else {**job, "bytecode": blob}
     if kind != "calls":
         return job
     entry = str(job.get("entry", "f"))
     budget = [MAX_JOB_CHARS]
 
-    seen: Memo = memo if memo is not None else {}
-
     def one(text: object, name: str, mode: str) -> str | None:
-        if not isinstance(text, str):
-            return None
-        key = (text, name, mode)
-        if key in seen:
-            return seen[key]
-        if len(text) > budget[0]:
+        if not isinstance(text, str) or len(text) > budget[0]:
             return None
         budget[0] -= len(text)
-        seen[key] = blob = precompiled(text, name, mode)
-        return blob
+        return compile_text(text, name, mode)
 
     def lines(texts: object) -> list[str | None]:
         return [one(line, "<imports>", "exec") for line in texts] if isinstance(texts, list) else []

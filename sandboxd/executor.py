@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from .bytecode import Memo
+from .bytecode import Compiler
 from .exceptions import SandboxFault
 from .pool import Pool
 from .run import RunResult, RunSpec, fork_request, interpret
@@ -48,10 +48,10 @@ class Executor:
             queue.put_nowait(index)
         request_id = uuid.uuid4().hex[:12]
         retried: set[int] = set()
-        compiled: Memo = {}  # bytecode of this batch's texts, each compiled once (bytecode.py)
+        compiler = Compiler(len(specs))  # this batch's texts, each compiled once (bytecode.py)
         try:
             workers = [
-                self._worker(pool, sandbox, specs, queue, results, request_id, retried, compiled)
+                self._worker(pool, sandbox, specs, queue, results, request_id, retried, compiler)
                 for sandbox in sandboxes
                 for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
             ]
@@ -61,7 +61,7 @@ class Executor:
                 sandboxes.extend(spare)
                 await asyncio.gather(
                     *(
-                        self._worker(pool, spare[0], specs, queue, results, request_id, retried, compiled)
+                        self._worker(pool, spare[0], specs, queue, results, request_id, retried, compiler)
                         for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
                     )
                 )
@@ -86,7 +86,7 @@ class Executor:
         results: list[RunResult | None],
         request_id: str,
         retried: set[int],
-        compiled: Memo,
+        compiler: Compiler,
     ) -> None:
         while sandbox.alive:
             try:
@@ -94,7 +94,7 @@ class Executor:
             except asyncio.QueueEmpty:
                 return
             spec = specs[index]
-            request = fork_request(spec, pool.policy, f"{request_id}-{index}", queue.qsize(), compiled)
+            request = fork_request(spec, pool.policy, f"{request_id}-{index}", queue.qsize(), compiler)
             timeout = spec.limits.wall_time_seconds * _PIPELINE_DEPTH + _RESULT_GRACE_SECONDS
             try:
                 response = await sandbox.run(request.header, request.body, timeout)

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bytecode import Memo, with_bytecode
+from .bytecode import Compiler, with_bytecode
 from .frame import ResultFrame, parse_frame, split_frames
 from .limits import Limits
 from .policy import SandboxPolicy
@@ -53,17 +53,17 @@ class ForkRequest:
 
 
 def fork_request(
-    spec: RunSpec, policy: SandboxPolicy, run_id: str, backlog: int = 0, compiled: Memo | None = None
+    spec: RunSpec, policy: SandboxPolicy, run_id: str, backlog: int = 0, compiler: Compiler | None = None
 ) -> ForkRequest:
     """Build the fork-server ``run`` message with the run's fresh nonce.
 
     Model text goes only into the body, which the fork-server never decodes (runner/protocol.py).
     ``backlog`` is how many runs of the same request are still waiting to be sent: a hint that lets
     the fork-server fork children for them in one burst (runner/forkserver.py, ``Spare``).
-    ``compiled`` is the batch's memo of bytecode (bytecode.py).
+    ``compiler`` is the batch's precompiling (bytecode.py).
     """
     nonce = secrets.token_hex(16)
-    fields = with_bytecode(spec.job, compiled)  # the child loads it instead of compiling (bytecode.py)
+    fields = with_bytecode(spec.job, compiler)  # the child loads it instead of compiling (bytecode.py)
     job = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
     stdin = spec.stdin.encode("utf-8", "surrogatepass")
     message: dict[str, Any] = {

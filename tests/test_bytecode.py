@@ -11,7 +11,15 @@ import sys
 import httpx
 import pytest
 
-from sandboxd.bytecode import MAX_JOB_CHARS, MAX_SOURCE_CHARS, precompiled, with_bytecode
+from sandboxd import bytecode
+from sandboxd.bytecode import (
+    MAX_JOB_CHARS,
+    MAX_SOURCE_CHARS,
+    SECONDS_PER_RUN,
+    Compiler,
+    precompiled,
+    with_bytecode,
+)
 from sandboxd.policy import load_policies
 from sandboxd.run import RunSpec, fork_request
 from sandboxd.runner import jobs
@@ -72,7 +80,7 @@ def _compiled(source: str, name: str, mode: str) -> object:
 
 @same_python
 def test_calls_table_holds_what_the_child_would_compile() -> None:
-    table = with_bytecode(CALLS_JOB)["bytecode"]
+    table = with_bytecode(CALLS_JOB, Compiler(1000))["bytecode"]
     assert [_loaded(b) for b in table["imports"]] == [
         _compiled(line, "<imports>", "exec") for line in CALLS_JOB["imports"]
     ]
@@ -95,12 +103,15 @@ def test_calls_run_the_same_with_and_without_the_table() -> None:
         return [value[:2] if value[0] == "ok" else value for value in values]
 
     runnable = {**CALLS_JOB, "calls": CALLS_JOB["calls"][:2]}
-    with_table = with_bytecode(runnable)
+    with_table = with_bytecode(runnable, Compiler(1000))
     broken = {**with_table, "bytecode": {"program": "!!", "calls": [42, None], "expressions": "x"}}
     assert outcome(with_table) == outcome(runnable) == outcome(broken)
     assert outcome(runnable)[0] == ("ok", [3, {"a": 2, "b": 1, "c": 1}])
     assert outcome(runnable)[-1] == ("error", "SyntaxError")  # the expression "((", either way
-    for job in (CALLS_JOB, with_bytecode(CALLS_JOB)):  # a call that does not compile fails the job
+    for job in (
+        CALLS_JOB,
+        with_bytecode(CALLS_JOB, Compiler(1000)),
+    ):  # a call that does not compile fails the job
         with pytest.raises(SyntaxError):
             jobs.run_calls(job)
 
@@ -109,9 +120,9 @@ def test_calls_run_the_same_with_and_without_the_table() -> None:
 def test_one_job_compiles_at_most_its_budget_on_the_trusted_side() -> None:
     texts = [f"x{index}" + "x" * (MAX_SOURCE_CHARS - 12) for index in range(8)]  # all different
     job = {"kind": "calls", "imports": [], "program": None, "calls": texts, "expressions": []}
-    blobs = with_bytecode(job)["bytecode"]["calls"]
+    blobs = with_bytecode(job, Compiler(1000))["bytecode"]["calls"]
     compiled = sum(blob is not None for blob in blobs)
-    assert 0 < compiled <= MAX_JOB_CHARS // (MAX_SOURCE_CHARS - 7) < len(blobs)
+    assert 0 < compiled == MAX_JOB_CHARS // (MAX_SOURCE_CHARS - 7) < len(blobs)
 
 
 def test_fork_request_sends_bytecode_only_for_scripts_and_calls() -> None:
@@ -180,8 +191,6 @@ def test_precompiled_and_child_compiled_runs_look_the_same(client: httpx.Client)
 
 @same_python
 def test_a_batch_compiles_each_repeated_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sandboxd import bytecode  # noqa: PLC0415 - patched for this test only
-
     seen: list[tuple[str, str, str]] = []
     real = bytecode.precompiled
 
@@ -190,11 +199,23 @@ def test_a_batch_compiles_each_repeated_text_once(monkeypatch: pytest.MonkeyPatc
         return real(source, name, mode)
 
     monkeypatch.setattr(bytecode, "precompiled", counted)
-    memo: bytecode.Memo = {}
+    compiler = Compiler(5)
     answers = [{**CALLS_JOB, "calls": ["7"], "expressions": [], "probes": []} for _ in range(5)]
-    tables = [with_bytecode(job, memo)["bytecode"] for job in answers]
+    tables = [with_bytecode(job, compiler)["bytecode"] for job in answers]
     assert all(table == tables[0] for table in tables)
     assert len(seen) == len(set(seen)) == 4  # two imports, the program, one call
+
+
+@same_python
+def test_a_batch_stops_compiling_when_its_budget_is_spent() -> None:
+    compiler = Compiler(3)
+    assert compiler.budget_seconds == pytest.approx(3 * SECONDS_PER_RUN)
+    assert compiler("print(1)") is not None
+    compiler.spent_seconds = compiler.budget_seconds  # as after slow texts
+    assert compiler("print(2)") is None  # the child compiles it
+    assert compiler("print(1)") is not None  # what is already compiled is still sent
+    job = with_bytecode({"kind": "script", "code": "print(3)"}, compiler)
+    assert "bytecode" not in job
 
 
 def test_why_set_constants_are_left_to_the_child() -> None:
