@@ -20,13 +20,16 @@ from sandboxd.testing import FakeBackend, FakeHandle
 from sandboxd.verdict import Status
 
 
-def policy(**pool: Any) -> SandboxPolicy:
+def policy(fan_out: int | None = None, **pool: Any) -> SandboxPolicy:
     base = load_policies(BUILTIN_POLICIES)["default"]
-    return base.model_copy(update={"pool": base.pool.model_copy(update=pool)})
+    update: dict[str, Any] = {"pool": base.pool.model_copy(update=pool)}
+    if fan_out is not None:
+        update["batch"] = base.batch.model_copy(update={"max_containers": fan_out})
+    return base.model_copy(update=update)
 
 
-def make_pool(backend: FakeBackend, **pool: Any) -> Pool:
-    chosen = policy(**pool)
+def make_pool(backend: FakeBackend, fan_out: int | None = None, **pool: Any) -> Pool:
+    chosen = policy(fan_out, **pool)
     return Pool(
         chosen,
         backend=backend,
@@ -112,7 +115,7 @@ def test_batch_results_keep_order_and_spread() -> None:
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=2)
+        pool = make_pool(backend, fan_out=2, warm_containers=2)
         executor = Executor({"default": pool})
         await pool.start()
         await settle(lambda: len(pool.warm) == 2)
