@@ -51,12 +51,15 @@ def precompiled(source: str, name: str = FILENAME, mode: str = "exec") -> str | 
     if sys.version_info[:2] != IMAGE_PYTHON or len(source) > MAX_SOURCE_CHARS:
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a warning would go to the child's stderr: let it compile
+        # Recorded, not raised: the filters are process-wide, and an "error" filter would turn a warning
+        # of another thread (the engine client's) into an exception there. A warning recorded here,
+        # ours or by chance another thread's, only means the child compiles the text itself.
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
             code = compile(source, name, mode, flags=_FLAGS, dont_inherit=True)
     except Exception:  # any failure: the child compiles it, and reports it as it always did
         return None
-    if _orders_by_hash(code):
+    if warned or _orders_by_hash(code):  # a warning would go to the child's stderr: let it compile
         return None
     return base64.b64encode(marshal.dumps(code)).decode("ascii")
 

@@ -237,3 +237,33 @@ def test_why_set_constants_are_left_to_the_child() -> None:
     loaded = [python(load, 0, python(dump, seed)) for seed in (1, 2, 3)]
     assert any(output != own for output in loaded)
     assert precompiled(source) is None
+
+
+@pytest.mark.filterwarnings("ignore:from another thread")  # recorded by whoever holds the filters then
+def test_precompiling_never_raises_another_threads_warnings() -> None:
+    """The warnings filters are process-wide: precompiling records warnings rather than raising
+    them, so the engine client's threads never see a warning turned into an exception."""
+    import threading  # noqa: PLC0415 - only this test starts threads
+    import warnings  # noqa: PLC0415
+
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def warn_forever() -> None:
+        try:
+            while not stop.is_set():
+                warnings.warn("from another thread", UserWarning, stacklevel=1)
+        except BaseException as exc:
+            failures.append(exc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = threading.Thread(target=warn_forever)
+        other.start()
+        try:
+            for _ in range(300):
+                assert precompiled("x = 1\nprint(x is 1)") is None  # warns: left to the child
+        finally:
+            stop.set()
+            other.join()
+    assert failures == []
