@@ -7,9 +7,10 @@ measured, in the runner image: a child that compiles and runs an AZR validation 
 of CPU and 370 faults; the same child given the script's bytecode costs 1.0 ms and 190 faults. Here
 (the daemon's own heap) compiling costs only the compiling.
 
-So :func:`with_bytecode` adds the bytecode of a ``script`` job's code, or of every text of a ``calls``
-job, for the child, which loads it with ``marshal`` instead of compiling (``runner/jobs.py``). The source still travels with it, and the child
-compiles that whenever the bytecode is missing or does not load. Nothing is precompiled when:
+So :func:`with_bytecode` adds the bytecode of a ``script`` job's code, or of every text of a
+``calls`` job, for the child, which loads it with ``marshal`` instead of compiling
+(``runner/jobs.py``). The source still travels with it, and the child compiles that whenever the
+bytecode is missing or does not load. Nothing is precompiled when:
 
 * the daemon's Python is not the image's (:data:`.wheelhouse.IMAGE_PYTHON`): bytecode is only
   portable within one minor version;
