@@ -38,7 +38,8 @@ class Executor:
         metrics.batch_size.labels(policy=policy_name).observe(len(specs))
         if not specs:
             return []
-        wanted = min(pool.policy.batch.max_containers, len(specs))
+        batch = pool.policy.batch
+        wanted = min(batch.max_containers, -(-len(specs) // batch.runs_per_container))  # ceil
         started = time.monotonic()
         sandboxes = await pool.lease(wanted)
         metrics.queue_wait.labels(policy=policy_name).observe(time.monotonic() - started)

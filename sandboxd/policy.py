@@ -54,6 +54,9 @@ class PoolOptions(_Frozen):
 class BatchOptions(_Frozen):
     max_runs: int = Field(256, ge=1, le=100_000)
     max_containers: int = Field(2, ge=1, le=256)  # containers one batch may fan out over
+    # One container per this many runs of a batch, up to max_containers: a small batch saves the
+    # start and teardown of containers it could not keep busy (docs/design.md, "Pools").
+    runs_per_container: int = Field(1, ge=1, le=100_000)
 
 
 class RequestCaps(_Frozen):

@@ -20,16 +20,19 @@ from sandboxd.testing import FakeBackend, FakeHandle
 from sandboxd.verdict import Status
 
 
-def policy(fan_out: int | None = None, **pool: Any) -> SandboxPolicy:
+def policy(fan_out: int | None = None, runs_per_container: int = 1, **pool: Any) -> SandboxPolicy:
     base = load_policies(BUILTIN_POLICIES)["default"]
     update: dict[str, Any] = {"pool": base.pool.model_copy(update=pool)}
     if fan_out is not None:
-        update["batch"] = base.batch.model_copy(update={"max_containers": fan_out})
+        batch = {"max_containers": fan_out, "runs_per_container": runs_per_container}
+        update["batch"] = base.batch.model_copy(update=batch)
     return base.model_copy(update=update)
 
 
-def make_pool(backend: FakeBackend, fan_out: int | None = None, **pool: Any) -> Pool:
-    chosen = policy(fan_out, **pool)
+def make_pool(
+    backend: FakeBackend, fan_out: int | None = None, runs_per_container: int = 1, **pool: Any
+) -> Pool:
+    chosen = policy(fan_out, runs_per_container, **pool)
     return Pool(
         chosen,
         backend=backend,
@@ -124,6 +127,27 @@ def test_batch_results_keep_order_and_spread() -> None:
         assert len({r.sandbox_id for r in results}) == 2
         codes = [m["job"]["code"] for m in backend.received if m["op"] == "run"]
         assert sorted(codes) == sorted(f"print({i})" for i in range(40))
+        await pool.close()
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    ("runs", "per_container", "containers"), [(40, 20, 2), (41, 20, 3), (40, 512, 1), (9, 1, 3)]
+)
+def test_batch_wants_one_container_per_runs_per_container(
+    runs: int, per_container: int, containers: int
+) -> None:
+    """A batch fans out over one sandbox per ``runs_per_container`` runs, at most ``max_containers``."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, fan_out=3, runs_per_container=per_container, warm_containers=3)
+        executor = Executor({"default": pool})
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 3)
+        results = await executor.run_batch("default", specs(runs))
+        assert len({r.sandbox_id for r in results}) == containers
         await pool.close()
 
     run(body)
