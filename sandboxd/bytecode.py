@@ -36,6 +36,7 @@ import warnings
 from types import CodeType
 from typing import Any
 
+from .runner.jobs import bytecode_field
 from .wheelhouse import IMAGE_PYTHON
 
 MAX_SOURCE_CHARS = 4096  # per text
@@ -111,49 +112,19 @@ class Compiler:
 
 
 def with_bytecode(job: dict[str, Any], compiler: Compiler | None = None) -> dict[str, Any]:
-    """``job`` plus the bytecode of every text its child would compile (``runner/jobs.py``), else ``job``.
-
-    ``script``: ``bytecode`` is one string. ``calls``: ``bytecode`` is a table by field, position for
-    position (``imports``, ``program``, ``calls``, ``expressions`` with their own ``imports`` and
-    ``text``, ``probes``), None where the child compiles that text itself. Call and probe texts are
-    compiled as the child builds them: ``<entry>(<arguments>)``. Other kinds go unchanged.
-    """
+    """``job`` plus the bytecode of every text its child would compile, laid out by
+    :func:`.runner.jobs.bytecode_field`; ``job`` itself where there is none (other kinds, another Python,
+    a script that is not precompiled)."""
     if sys.version_info[:2] != IMAGE_PYTHON:
         return job
     compile_text = compiler if compiler is not None else Compiler(1)
-    kind = job.get("kind")
-    if kind == "script" and isinstance(job.get("code"), str):
-        blob = compile_text(job["code"])
-        return job if blob is None else {**job, "bytecode": blob}
-    if kind != "calls":
-        return job
-    entry = str(job.get("entry", "f"))
     budget = [MAX_JOB_CHARS]
 
-    def one(text: object, name: str, mode: str) -> str | None:
+    def one(text: Any, name: str, mode: str) -> str | None:
         if not isinstance(text, str) or len(text) > budget[0]:
             return None
         budget[0] -= len(text)
         return compile_text(text, name, mode)
 
-    def lines(texts: object) -> list[str | None]:
-        return [one(line, "<imports>", "exec") for line in texts] if isinstance(texts, list) else []
-
-    def calls(texts: object, name: str) -> list[str | None]:
-        if not isinstance(texts, list):
-            return []
-        return [one(f"{entry}({text})" if isinstance(text, str) else None, name, "eval") for text in texts]
-
-    table: dict[str, Any] = {
-        "imports": lines(job.get("imports")),
-        "program": one(job.get("program"), FILENAME, "exec"),
-        "calls": calls(job.get("calls"), "<input>"),
-        "expressions": [
-            {"imports": lines(item.get("imports")), "text": one(item.get("text"), "<expression>", "eval")}
-            if isinstance(item, dict)
-            else {}
-            for item in job.get("expressions") or []
-        ],
-        "probes": calls(job.get("probes"), "<probe>"),
-    }
-    return {**job, "bytecode": table}
+    field = bytecode_field(job, one)
+    return job if field is None else {**job, "bytecode": field}

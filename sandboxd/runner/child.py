@@ -205,24 +205,9 @@ _WARM_UP_JOBS: tuple[dict[str, Any], ...] = (
 )
 
 
-def _with_bytecode(job: dict[str, Any]) -> dict[str, Any]:
-    """A warm-up job with the bytecode table the daemon would send (sandboxd/bytecode.py), built here
-    from the same fixed trusted text."""
-
-    def blob(text: str, name: str, mode: str) -> str:
-        return base64.b64encode(marshal.dumps(compile(text, name, mode))).decode("ascii")
-
-    if job["kind"] == "script":
-        return {**job, "bytecode": blob(job["code"], "<program>", "exec")}
-    table = {
-        "imports": [blob(line, "<imports>", "exec") for line in job["imports"]],
-        "program": blob(job["program"], "<program>", "exec"),
-        "calls": [blob(f"f({text})", "<input>", "eval") for text in job["calls"]],
-        "expressions": [
-            {"imports": [], "text": blob(item["text"], "<expression>", "eval")} for item in job["expressions"]
-        ],
-    }
-    return {**job, "bytecode": table}
+def _blob(text: Any, name: str, mode: str) -> str:
+    """Bytecode as the daemon sends it (sandboxd/bytecode.py), of the warm-up's fixed trusted text."""
+    return base64.b64encode(marshal.dumps(compile(text, name, mode))).decode("ascii")
 
 
 def warm_up(prep: Preparation) -> None:
@@ -235,7 +220,7 @@ def warm_up(prep: Preparation) -> None:
     saved = sys.stdout, sys.stderr
     prep.streams.install()
     try:
-        precompiled = [_with_bytecode(job) for job in _WARM_UP_JOBS]  # as the daemon sends them
+        precompiled = [{**job, "bytecode": jobs.bytecode_field(job, _blob)} for job in _WARM_UP_JOBS]
         for _ in range(16):  # more than CPython's warm-up count, so the code is quickened
             for job in (*_WARM_UP_JOBS, *precompiled):
                 outcome = jobs.JOB_KINDS[str(job["kind"])](json.loads(json.dumps(job)))

@@ -86,6 +86,50 @@ def _nth(table: Any, key: str, index: int) -> Any:
     return column[index] if _type(column) is list and index < len(column) else None
 
 
+def bytecode_field(job: dict[str, Any], compile_text: Callable[[Any, str, str], str | None]) -> Any:
+    """The ``bytecode`` field that :func:`_code` reads back for ``job``, from ``compile_text(text, name,
+    mode)`` (None where the child compiles the text itself); None for other kinds.
+
+    ``script``: one string. ``calls``: a table by field, position for position (``imports``,
+    ``program``, ``calls``, ``expressions`` with their own ``imports`` and ``text``, ``probes``); call
+    and probe texts as the child builds them, ``<entry>(<arguments>)``. Built by the daemon
+    (sandboxd/bytecode.py) and by the fork-server's warm-up (child.py).
+    """
+    kind = job.get("kind")
+    if kind == "script":
+        return compile_text(job.get("code"), "<program>", "exec")
+    if kind != "calls":
+        return None
+    entry = str(job.get("entry", "f"))
+
+    def lines(texts: Any) -> list[str | None]:
+        return [compile_text(line, "<imports>", "exec") for line in texts] if _type(texts) is list else []
+
+    def calls(texts: Any, name: str) -> list[str | None]:
+        if _type(texts) is not list:
+            return []
+        return [
+            compile_text(entry + "(" + text + ")" if _type(text) is str else None, name, "eval")
+            for text in texts
+        ]
+
+    return {
+        "imports": lines(job.get("imports")),
+        "program": compile_text(job.get("program"), "<program>", "exec"),
+        "calls": calls(job.get("calls"), "<input>"),
+        "expressions": [
+            {
+                "imports": lines(item.get("imports")),
+                "text": compile_text(item.get("text"), "<expression>", "eval"),
+            }
+            if _type(item) is dict
+            else {}
+            for item in job.get("expressions") or []
+        ],
+        "probes": calls(job.get("probes"), "<probe>"),
+    }
+
+
 def _script_code(job: dict[str, Any]) -> Any:
     return _code(job.get("bytecode"), job["code"], "<program>", "exec")
 
