@@ -64,9 +64,9 @@ def _check_expected(text: str, memo: TextMemo) -> None:
         memo.check(check_expression, text)
 
 
-def plan(answer: Answer, policy: SandboxPolicy, memo: TextMemo | None = None) -> Plan:
-    """Check the answer's texts on the trusted side and describe the runs it needs."""
-    memo = memo if memo is not None else TextMemo()
+def plan(answer: Answer, policy: SandboxPolicy, memo: TextMemo) -> Plan:
+    """Check the answer's texts on the trusted side (each once per request: ``memo``) and describe the
+    runs it needs."""
     try:
         imports = parse_import_list(answer.imports)
         check_imports(imports)

@@ -58,11 +58,8 @@ def is_veto(decision: Decision) -> bool:
     return decision.decision == DecisionKind.VETO
 
 
-def prepare(
-    task: ProposedTask, policy: SandboxPolicy, memo: TextMemo | None = None
-) -> list[RunSpec] | ValidateResult:
-    """Check the task's texts; return the run to make, or the rejection."""
-    memo = memo if memo is not None else TextMemo()
+def prepare(task: ProposedTask, policy: SandboxPolicy, memo: TextMemo) -> list[RunSpec] | ValidateResult:
+    """Check the task's texts (each once per request: ``memo``); return the run to make, or the rejection."""
     count = len(task.inputs)
     single = task.task_type in ("deduction", "abduction")
     if (single and count != 1) or count > policy.azr.max_inputs:
