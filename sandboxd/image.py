@@ -24,6 +24,7 @@ import io
 import json
 import marshal
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,16 +77,18 @@ class ImageBuildError(SandboxdError):
     """The runner image could not be built; the message says why and what to install."""
 
 
-def runner_files() -> dict[str, bytes]:
-    """Map each in-image path to its content: the sources, plus their bytecode where it ships."""
+def runner_files(progress: Progress = lambda _: None) -> dict[str, bytes]:
+    """Map each in-image path to its content: the sources, plus their bytecode where it ships, plus the
+    native spare path (``_spare.so``) where this host can compile it."""
     sources = runner_sources()
-    return sources | _bytecode(sources)
+    return sources | _bytecode(sources) | _native(sources, progress)
 
 
 def runner_sources() -> dict[str, bytes]:
     """Map each in-image path to its source: every runner module and the pyseccomp binding."""
     runner = Path(__file__).parent / "runner"
     files = {f"{RUNNER_DIR}/{p.name}": p.read_bytes() for p in sorted(runner.glob("*.py"))}
+    files[f"{RUNNER_DIR}/{SPARE_SOURCE}"] = (runner / SPARE_SOURCE).read_bytes()
     files[f"{PYTHONPATH}/sandboxd/__init__.py"] = b""  # only the runner is in the image, not the daemon
     spec = importlib.util.find_spec("pyseccomp")
     if spec is None or spec.origin is None:
@@ -127,6 +130,60 @@ sys.stdout.buffer.write(marshal.dumps(out))
 """
 
 
+# The native spare path (runner/spare.c, loaded by runner/spare.py). Compiled on the build host, so the
+# object may only need glibc symbol versions that the image's glibc (bookworm: 2.36) has; it uses plain
+# POSIX calls whose versions are decades old, and _native() checks. Without a C compiler the image
+# ships without it and the fork-server locks spares down in Python (same steps, slower).
+SPARE_SOURCE = "spare.c"
+SPARE_LIBRARY = f"{RUNNER_DIR}/_spare.so"
+CC_FLAGS = ("-std=c11", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-Wl,--build-id=none")
+IMAGE_GLIBC = (2, 36)
+_GLIBC_VERSION = re.compile(rb"GLIBC_(\d+)\.(\d+)")
+
+
+def c_compiler() -> str | None:
+    """The C compiler for the native spare path: ``$CC``, else ``cc`` or ``gcc`` on PATH."""
+    for name in (os.environ.get("CC"), "cc", "gcc"):
+        found = shutil.which(name) if name else None
+        if found:
+            return found
+    return None
+
+
+def compile_spare(source: bytes, out: Path) -> None:
+    """Compile ``spare.c`` to ``out``; raise ImageBuildError if that fails or the object needs a newer glibc."""
+    compiler = c_compiler()
+    if compiler is None:
+        raise ImageBuildError("no C compiler (cc/gcc); install gcc to build the native spare path")
+    with tempfile.TemporaryDirectory(prefix="sandboxd-cc-") as folder:
+        src = Path(folder) / SPARE_SOURCE
+        src.write_bytes(source)
+        done = subprocess.run(  # noqa: S603 - a resolved compiler, fixed flags, our own source
+            [compiler, *CC_FLAGS, "-o", str(out), str(src)], capture_output=True, check=False
+        )
+    if done.returncode != 0:
+        raise ImageBuildError(
+            f"compiling {SPARE_SOURCE} failed: {done.stderr.decode(errors='replace')[-2000:]}"
+        )
+    needed = [tuple(int(x) for x in m.groups()) for m in _GLIBC_VERSION.finditer(out.read_bytes())]
+    if any(version > IMAGE_GLIBC for version in needed):
+        raise ImageBuildError(
+            f"{SPARE_SOURCE} compiled here needs glibc {max(needed)}; the image has {IMAGE_GLIBC}"
+        )
+
+
+def _native(sources: Mapping[str, bytes], progress: Progress) -> dict[str, bytes]:
+    if c_compiler() is None:
+        progress(
+            "native spare path: no C compiler here (install gcc); the runner locks children down in Python"
+        )
+        return {}
+    with tempfile.TemporaryDirectory(prefix="sandboxd-cc-") as folder:
+        out = Path(folder) / "_spare.so"
+        compile_spare(sources[f"{RUNNER_DIR}/{SPARE_SOURCE}"], out)
+        return {SPARE_LIBRARY: out.read_bytes()}
+
+
 @functools.lru_cache(maxsize=4)
 def _compiled(modules: tuple[tuple[str, bytes], ...]) -> dict[str, bytes]:
     done = subprocess.run(  # noqa: S603 - this interpreter, fixed argv; the sources are ours
@@ -156,8 +213,12 @@ def _tag_for(files: Mapping[str, bytes]) -> str:
     # not its bytes, so the tag is the same with or without the compiled entries in ``files``.
     ships = sys.version_info[:2] == IMAGE_PYTHON
     digest.update(f"bytecode={ships}\n".encode() + _COMPILE.encode())
+    # Likewise the native spare path: its flags, not the compiler's bytes. Whether it ships (a C compiler
+    # on the build host) is not hashed: both images are complete, and a daemon's tag must not change
+    # when a compiler is installed or removed.
+    digest.update(f"native={CC_FLAGS} {IMAGE_GLIBC}\n".encode())
     for path, content in sorted(files.items()):
-        if "/__pycache__/" not in path:  # marshal output may vary with interning state between processes
+        if "/__pycache__/" not in path and path != SPARE_LIBRARY:  # derived: see above
             digest.update(b"\0%s\0%d\0" % (path.encode(), len(content)) + content)
     return f"{REPOSITORY}:{digest.hexdigest()[:12]}"
 
@@ -173,7 +234,7 @@ def build(method: str = "auto", *, force: bool = False, progress: Progress = lam
         raise ImageBuildError(f"unknown build method {method!r}; choose one of {', '.join(METHODS)}")
     if not _quiet([_require("docker", "install docker.io"), "info"]):
         raise ImageBuildError("the Docker engine is not reachable (`docker info` fails); start dockerd")
-    files = runner_files()
+    files = runner_files(progress)
     tag = _tag_for(files)
     if not force and image_present(tag):
         progress(f"image: {tag} is already present")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine for `make run` and `make test`. Safe to run again: each step checks before it acts.
 #
-#   1. system packages: docker.io (engine and client), debootstrap, python3-venv; runsc (gVisor) if available
+#   1. system packages: docker.io (engine and client), debootstrap, gcc, python3-venv; runsc (gVisor) if available
 #   2. a Docker engine: started in the background if none is running (log: /var/log/sandboxd-dockerd.log)
 #   3. test services: PostgreSQL (ledger tests), Prometheus + promtool (scrape and alert-rule tests) and
 #      docker-compose (compose file validation), installed but not started: the tests start their own
@@ -45,6 +45,7 @@ ensure_packages() {
     have dockerd || missing+=(docker.io)
     have docker || missing+=(docker.io)          # the client ships in docker.io too
     have debootstrap || missing+=(debootstrap)   # the registry-free image build
+    have cc || missing+=(gcc libc6-dev)          # the runner's native spare path (sandboxd/runner/spare.c)
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
     if [ "${#missing[@]}" -gt 0 ]; then
         # shellcheck disable=SC2207  # package names have no spaces

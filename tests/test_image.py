@@ -69,11 +69,14 @@ def test_runner_files_cover_the_runner_package_and_pyseccomp() -> None:
     """Every runner module and the pyseccomp binding are mapped to their in-image paths."""
     files = image.runner_files()
     package = sorted(p.name for p in (Path(image.__file__).parent / "runner").glob("*.py"))
+    package.append(image.SPARE_SOURCE)  # the native spare path's source ships beside its object
+    if image.c_compiler() is not None:
+        package.append(Path(image.SPARE_LIBRARY).name)
     prefix = image.RUNNER_DIR + "/"
     mapped = sorted(
         path.removeprefix(prefix) for path in files if path.startswith(prefix) and "__pycache__" not in path
     )
-    assert mapped == package
+    assert mapped == sorted(package)
     assert FORKSERVER in files
     spec = importlib.util.find_spec("pyseccomp")
     assert spec is not None
@@ -103,7 +106,10 @@ def test_image_tag_ignores_bytecode_bytes_but_not_sources() -> None:
     files = image.runner_files()
     pyc = next(path for path in files if "/__pycache__/" in path)
     assert image._tag_for({**files, pyc: b"different bytes"}) == image._tag_for(files)
+    assert image._tag_for({**files, image.SPARE_LIBRARY: b"other object"}) == image._tag_for(files)
     assert image._tag_for(files) == image.runner_image_tag()  # the tag needs no compilation
+    spare_c = f"{image.RUNNER_DIR}/{image.SPARE_SOURCE}"
+    assert image._tag_for({**files, spare_c: files[spare_c] + b"\n"}) != image._tag_for(files)
     assert image._tag_for({**files, FORKSERVER: files[FORKSERVER] + b"\n"}) != image._tag_for(files)
 
 

@@ -2,6 +2,9 @@
 
 The order matters and is the security boundary of the fork-server (DESIGN.md §2.2):
 job → fds → session → scratch dir → random state → rlimits → no_new_privs → seccomp → model code.
+A spare forked by ``spare.c`` (the native path) has done session → fds → scratch dir → rlimits →
+no_new_privs → seccomp in C before :func:`run_native` starts; it then reads its job from fd 4, closes
+it and reseeds before model code.
 The job (the model's text) is read from a memfd after the fork: the fork-server never held it in
 memory that a child inherits (see :mod:`.private`).
 Nothing here returns: the child always leaves through ``os._exit``.
@@ -30,6 +33,7 @@ from typing import Any
 from . import jobs
 from .encode import EncodeLimitError, Encoder
 from .protocol import HEADER, RESULT_FD
+from .spare import JOB_FD, NativeSpares
 
 __all__ = ["RESULT_FD", "ChildFds", "ChildStreams", "Preparation", "run", "vm_size_bytes"]
 from .syscalls import FilterLoader
@@ -65,9 +69,13 @@ class ChildFds:
 
 def read_job(fds: ChildFds) -> dict[str, Any]:
     """The job's JSON, read from its memfd (at offset 0: the fork-server's writes moved the offset)."""
+    return _job(fds.job, fds.job_bytes)
+
+
+def _job(fd: int, size: int) -> dict[str, Any]:
     data = b""
-    while len(data) < fds.job_bytes:
-        chunk = os.pread(fds.job, fds.job_bytes - len(data), len(data))
+    while len(data) < size:
+        chunk = os.pread(fd, size - len(data), len(data))
         if not chunk:
             raise EOFError("job memfd is short")
         data += chunk
@@ -276,13 +284,32 @@ def _probe(job: dict[str, Any], namespace: dict[str, Any], request: dict[str, An
 
 
 def run(fds: ChildFds, scratch: str, request: dict[str, Any], prep: Preparation) -> None:
-    """Entry point after fork. Never returns."""
+    """Entry point after fork (the Python spare path). Never returns."""
     try:
         job = read_job(fds)
         lock_down(fds, scratch, request["limits"], prep)
-        out, err = prep.streams.stdout, prep.streams.stderr
     except BaseException:  # any failure before model code is a set-up failure
         _exit(EXIT_SETUP_FAILED)
+    _execute(job, request, prep)
+
+
+def run_native(native: NativeSpares, prep: Preparation) -> None:
+    """Entry point in a spare that ``spare.c`` locked down (fds, session, scratch, rlimits,
+    no_new_privs, seccomp). Never returns."""
+    try:
+        request, job_bytes = native.received()
+        job = _job(JOB_FD, job_bytes)
+        os.close(JOB_FD)
+        _c_signal(_SIGPIPE, _SIG_IGN)
+        _reseed()
+    except BaseException:  # any failure before model code is a set-up failure
+        _exit(EXIT_SETUP_FAILED)
+    _execute(job, request, prep)
+
+
+def _execute(job: dict[str, Any], request: dict[str, Any], prep: Preparation) -> None:
+    """Run the job in the locked-down child, write its frame (and probes), exit."""
+    out, err = prep.streams.stdout, prep.streams.stderr
     encoder = Encoder(**request.get("encoder", {}))
     try:
         outcome = jobs.JOB_KINDS[job["kind"]](job)

@@ -40,6 +40,7 @@ from .capture import Capture
 from .forking import Forker
 from .private import Inbox, PrivateMemory, write_all
 from .protocol import RUN_SECTIONS, ProtocolError, encode_header, section_sizes
+from .spare import NativeSpares, control_message, from_environment
 from .syscalls import FilterLoader, compile_filter
 from .zygote import Zygotes
 
@@ -94,6 +95,7 @@ class Spare:
     pidfd: int | None
     control: socket.socket  # our end of a SOCK_SEQPACKET pair
     pipes: dict[str, int]  # name -> read end; the child holds the write ends
+    native: bool = False  # forked by spare.c: its run arrives as spare.control_message
 
 
 class ForkServer:
@@ -119,6 +121,7 @@ class ForkServer:
         self.captures: list[Capture] = []  # idle, for reuse
         self.sent_captures: list[Capture] = []  # queued in the outbox; idle after the next flush
         self.forker = Forker()
+        self.native = from_environment()  # None: spares are forked and locked down in Python
         self.backlog = 0  # runs the daemon still holds for the latest staged run's request (a hint)
 
     # -- wire -------------------------------------------------------------------------------
@@ -221,6 +224,7 @@ class ForkServer:
                 "preload_failed": failed,
                 "private_memory": self.memory.advice,
                 "seconds": round(time.perf_counter() - started, 4),
+                "spares": "native" if self.native is not None else "python",
             }
         )
 
@@ -260,6 +264,8 @@ class ForkServer:
         """
         assert self.prep is not None
         bare = self.forker.single_threaded()
+        if self.native is not None and bare:  # spare.c: fork, wait and lock down in C
+            return self._fork_native(self.native, count)
         for made in range(count):
             pipes: dict[str, tuple[int, int]] = {}
             ours = theirs = None
@@ -288,6 +294,28 @@ class ForkServer:
             with contextlib.suppress(OSError, AttributeError):
                 pidfd = os.pidfd_open(pid)
             self.spares.append(Spare(pid, pidfd, ours, {name: ends[0] for name, ends in pipes.items()}))
+        return count
+
+    def _fork_native(self, native: NativeSpares, count: int) -> int:
+        assert self.prep is not None
+        fprog = self.prep.loader.fprog_address
+        for made in range(count):
+            try:
+                pid, (control, stdout, stderr, frame) = native.fork(fprog)
+            except OSError:
+                if made or self.runs:
+                    return made
+                raise
+            if pid == 0:  # pragma: no cover - the spare never returns from here
+                child.run_native(native, self.prep)
+            pidfd = None
+            with contextlib.suppress(OSError, AttributeError):
+                pidfd = os.pidfd_open(pid)
+            sock = socket.socket(
+                socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=control
+            )  # proto given: no getsockopt
+            pipes = {"stdout": stdout, "stderr": stderr, "frame": frame}
+            self.spares.append(Spare(pid, pidfd, sock, pipes, native=True))
         return count
 
     def _drop_spare(self, spare: Spare) -> None:
@@ -321,7 +349,12 @@ class ForkServer:
         self.sequence += 1
         scratch = os.path.join(self.scratch_root, f"{self.scratch_prefix}-{self.sequence}")
         os.mkdir(scratch, 0o700)
-        header = json.dumps([request, scratch, staged.job_bytes]).encode("ascii")
+        if spare.native:
+            header = control_message(
+                request, scratch, staged.job_bytes, staged.stdin_fd is not None, self.prep.base_vm_bytes
+            )
+        else:
+            header = json.dumps([request, scratch, staged.job_bytes]).encode("ascii")
         fds = [staged.job_fd] if staged.stdin_fd is None else [staged.job_fd, staged.stdin_fd]
         started = time.monotonic()
         with contextlib.suppress(OSError):  # a spare killed from outside: reaped and reported as this run

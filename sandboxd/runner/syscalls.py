@@ -101,6 +101,11 @@ class FilterLoader:
         self._prctl.restype = ctypes.c_int
         self._prog_ref = ctypes.byref(self._prog)
 
+    @property
+    def fprog_address(self) -> int:
+        """The address of the program's ``struct sock_fprog`` (for spare.c)."""
+        return ctypes.addressof(self._prog)
+
     def prctl(self, option: int, arg: int) -> int:
         return int(self._prctl(option, arg, None, 0, 0))
 

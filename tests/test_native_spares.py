@@ -1,0 +1,232 @@
+"""The native spare path (runner/spare.c, runner/spare.py): the same lock-down as the Python path.
+
+The object is compiled here exactly as the image build compiles it (``image.compile_spare``). Host tests
+run the fork-server as a plain subprocess (as test_forkserver_bursts.py does) once per path and compare
+what a child sees of its own process; the last test checks the real runner image ships and uses it.
+Isolation itself is proven on real containers by test_attacks.py, whose children take this path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandboxd import image
+from sandboxd.policy import load_policies
+from sandboxd.run import RunSpec, fork_request
+from sandboxd.runner import spare
+from sandboxd.runner.protocol import RESULT_SECTIONS, encode_message, split_sections
+from sandboxd.service import configure_message
+from sandboxd.settings import BUILTIN_POLICIES
+from sandboxd.testing import ProtocolPipe
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE = REPO / "sandboxd" / "runner" / image.SPARE_SOURCE
+
+needs_cc = pytest.mark.skipif(image.c_compiler() is None, reason="no C compiler: `make test` installs gcc")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if image.c_compiler() is None:
+        pytest.skip("no C compiler: `make test` installs gcc")
+    out = tmp_path_factory.mktemp("native") / "_spare.so"
+    image.compile_spare(SOURCE.read_bytes(), out)
+    return out
+
+
+class LocalForkServer(ProtocolPipe):
+    def __init__(self, scratch: Path, native: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0", "SANDBOXD_NATIVE_SPARES": native}
+        env.pop("SANDBOXD_CHANNEL", None)
+        super().__init__([sys.executable, "-m", "sandboxd.runner"], env)
+        self.policy = load_policies(BUILTIN_POLICIES)["default"]
+        assert self.next().header["op"] == "hello"
+        configure = {"op": "configure", **configure_message(self.policy), "scratch_root": str(scratch)}
+        self.send(encode_message(configure))
+        self.configured = self.next().header
+        assert self.configured["op"] == "configured", self.configured
+
+    def run(self, code: str, stdin: str = "") -> dict[str, Any]:
+        spec = RunSpec(job={"kind": "script", "code": code}, stdin=stdin, limits=self.policy.limits)
+        request = fork_request(spec, self.policy, "r", 0)
+        self.send(encode_message(request.header, request.body))
+        message = self.next()
+        assert message.header["op"] == "result", message.header
+        return {**message.header, **split_sections(message, RESULT_SECTIONS)}
+
+
+@pytest.fixture
+def servers(tmp_path: Path, library: Path) -> Iterator[dict[str, LocalForkServer]]:
+    started: dict[str, LocalForkServer] = {}
+    try:
+        for name, setting in (("python", "0"), ("native", str(library))):
+            folder = tmp_path / name
+            folder.mkdir()
+            started[name] = LocalForkServer(folder, setting)
+        yield started
+    finally:
+        for server in started.values():
+            server.close()
+
+
+SELF_PORTRAIT = textwrap.dedent(
+    """
+    import json, os, random, resource, signal, sys
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    limits = {name: resource.getrlimit(getattr(resource, name)) for name in
+              ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE")}
+    print(json.dumps({
+        "fds": [fd for fd in range(1024) if os.path.exists(f"/proc/self/fd/{fd}")],  # no fd of its own
+        "session_leader": os.getsid(0) == os.getpid(),
+        "cwd_is_scratch": os.path.basename(os.getcwd()).startswith("run-"),
+        "no_new_privs": status["NoNewPrivs"].strip(),
+        "seccomp": status["Seccomp"].strip(),
+        "limits": limits,
+        "vm_bytes": int(status["VmSize"].split()[0]) * 1024,
+        "sigpipe": int(signal.getsignal(signal.SIGPIPE)),
+        "stdin": sys.stdin.read(),
+        "random": random.random(),
+    }))
+    """
+)
+
+
+def test_both_paths_lock_children_down_identically(servers: dict[str, LocalForkServer]) -> None:
+    assert servers["native"].configured["spares"] == "native"
+    assert servers["python"].configured["spares"] == "python"
+    seen = {}
+    for name, server in servers.items():
+        result = server.run(SELF_PORTRAIT, stdin="in\n")
+        assert result["exit_code"] == 0, result["stderr"]
+        seen[name] = json.loads(result["stdout"])
+    randoms = {name: portrait.pop("random") for name, portrait in seen.items()}
+    memory = servers["native"].policy.limits.memory_bytes
+    for portrait in seen.values():  # RLIMIT_AS is the fork-server's own size plus the memory limit
+        headroom = portrait["limits"].pop("RLIMIT_AS")[0] - portrait.pop("vm_bytes")
+        assert abs(headroom - memory) < 64 << 20  # give or take the fork-private mappings children lack
+    assert seen["native"] == seen["python"]
+    native = seen["native"]
+    assert native["fds"] == [0, 1, 2, 3]  # stdin, stdout, stderr, the frame pipe; nothing inherited
+    assert native["session_leader"]
+    assert native["cwd_is_scratch"]
+    assert native["no_new_privs"] == "1"
+    assert native["seccomp"] == "2"
+    assert native["limits"]["RLIMIT_NPROC"] == [0, 0]
+    assert native["limits"]["RLIMIT_CORE"] == [0, 0]
+    assert native["limits"]["RLIMIT_FSIZE"] == [0, 0]
+    assert native["stdin"] == "in\n"
+    assert native["sigpipe"] == int(signal.SIG_IGN)
+    assert randoms["native"] != randoms["python"]  # reseeded per child
+
+
+def test_native_children_get_fresh_processes_and_their_own_jobs(servers: dict[str, LocalForkServer]) -> None:
+    server = servers["native"]
+    outputs = [server.run(f"import os\nprint({index}, os.getpid())")["stdout"].split() for index in range(6)]
+    assert [int(index) for index, _ in outputs] == list(range(6))
+    assert len({pid for _, pid in outputs}) == 6
+    violation = server.run("import socket\nsocket.socket()")
+    assert violation["signal"] == 31  # SIGSYS: the seccomp allowlist kills the process
+
+
+def test_control_message_matches_the_c_layout() -> None:
+    request = {
+        "limits": {"cpu_time_seconds": 2.5, "memory_bytes": 1000, "file_size_bytes": 0, "open_files": 32}
+    }
+    message = spare.control_message(request, "/scratch/run-1", 77, True, 5000)
+    fields = struct.unpack_from("<IIQQQQQIIQ", message)
+    assert struct.calcsize("<IIQQQQQIIQ") == 64
+    assert fields == (spare.ABI, 1, 3, 4, 6000, 0, 32, len("/scratch/run-1"), fields[8], 77)
+    assert message[64 : 64 + fields[7]] == b"/scratch/run-1"
+    assert json.loads(message[64 + fields[7] :]) == [request, 77]
+
+
+def test_missing_or_foreign_objects_fall_back_to_python(tmp_path: Path) -> None:
+    assert spare.load_native(tmp_path / "absent.so") is None
+    junk = tmp_path / "junk.so"
+    junk.write_bytes(b"not an ELF object")
+    assert spare.load_native(junk) is None
+
+
+SPARE_PROBE = textwrap.dedent(
+    """
+    import ctypes, os, socket, sys
+    from pathlib import Path
+    from sandboxd.runner import spare
+    native = spare.load_native(Path(sys.argv[1]))
+    fprog = ctypes.create_string_buffer(16)  # never loaded: every case below ends before seccomp
+    results = []
+    for case in ("eof", "short", "abi", "fds"):
+        pid, (control, out, err, frame) = native.fork(ctypes.addressof(fprog))
+        if pid == 0:
+            os._exit(99)  # never reached: every case exits inside spare.c
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=control)
+        good = spare.control_message(
+            {"limits": {"cpu_time_seconds": 1, "memory_bytes": 1 << 20}}, "/nonexistent", 0, False, 0
+        )
+        if case == "short":
+            sock.send(b"tiny")
+        elif case == "abi":
+            sock.send(b"\\x07" + good[1:])
+        elif case == "fds":  # the header promises no stdin but two fds arrive
+            r, w = os.pipe()
+            socket.send_fds(sock, [good], [r, w])
+        sock.close()
+        _, status = os.waitpid(pid, 0)
+        results.append(f"{case}={os.waitstatus_to_exitcode(status)}")
+        for fd in (out, err, frame):
+            os.close(fd)
+    print(" ".join(results))
+    """
+)
+
+
+def test_spare_c_exits_on_eof_and_refuses_malformed_control_messages(library: Path) -> None:
+    """EOF (the fork-server dropping a spare) exits 0; anything malformed exits 121 before any lock-down."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", SPARE_PROBE, str(library)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["eof=0", "short=121", "abi=121", "fds=121"]
+
+
+@needs_cc
+def test_compile_refuses_an_object_that_needs_a_newer_glibc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(image, "IMAGE_GLIBC", (2, 1))
+    with pytest.raises(image.ImageBuildError, match="needs glibc"):
+        image.compile_spare(SOURCE.read_bytes(), tmp_path / "_spare.so")
+
+
+@pytest.mark.docker
+@needs_cc
+def test_the_runner_image_ships_and_uses_the_native_path() -> None:
+    tag = image.runner_image_tag()
+    if not image.image_present(tag):
+        pytest.skip(f"{tag} is not built: `make test` builds it")
+    policy = load_policies(BUILTIN_POLICIES)["default"]
+    pipe = ProtocolPipe(["docker", "run", "--rm", "-i", "--network", "none", "--user", "65534:65534", tag])
+    try:
+        assert pipe.next().header["op"] == "hello"
+        pipe.send(encode_message({"op": "configure", **configure_message(policy)}))
+        configured = pipe.next().header
+    finally:
+        pipe.close()
+    assert configured["op"] == "configured", configured
+    assert configured["spares"] == "native"
