@@ -50,9 +50,11 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.workers > 1:
         return serve_workers(settings)
     asyncio.run(sweep_stale(settings))  # containers a multi-worker run left under per-worker labels
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level="info", log_config=None
-    )
+    from sandboxd.heap import settle  # noqa: PLC0415 - imported lazily, see the module docstring
+
+    app = create_app(settings)
+    settle()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", log_config=None)
     return 0
 
 

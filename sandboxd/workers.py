@@ -85,6 +85,7 @@ def claim_slot(directory: Path, workers: int) -> tuple[int, IO[str]]:
 def app() -> FastAPI:
     """The app of one worker process (a uvicorn factory): JSON logs, settings from the environment."""
     from sandboxd.api.app import create_app  # noqa: PLC0415 - after the worker's logging is set up
+    from sandboxd.heap import settle  # noqa: PLC0415 - keeps this module cheap for the supervisor
     from sandboxd.logs import configure  # noqa: PLC0415 - keeps this module cheap for the supervisor
 
     configure(logging.INFO)
@@ -92,6 +93,7 @@ def app() -> FastAPI:
     slot, lock = claim_slot(Path(os.environ[ENV]), base.workers)
     application = create_app(Settings(instance=worker_instance(base.instance, slot)))
     application.state.worker_slot_lock = lock  # held for the life of the worker
+    settle()
     log.info("worker %d serving as instance %s", slot, worker_instance(base.instance, slot))
     return application
 
