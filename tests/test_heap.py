@@ -26,7 +26,9 @@ print(json.dumps(report))
 
 
 def test_settle_freezes_the_startup_heap_and_still_collects_cycles() -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
     report = json.loads(done.stdout)
     assert report["frozen"] > 1000  # the interpreter's and sandboxd's import-time objects
     assert report["threshold"] == [20000, 20, 20]
