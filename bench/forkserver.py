@@ -5,9 +5,10 @@ limits, read-only root, scratch tmpfs and seccomp profile; the fork-server is PI
 workload (``bench/_common.load_workload``, the same scripts as ``throughput.py``) as ``run`` messages
 over ``docker run -i``. Rounds alternate between the builds, so load on the host hits them alike.
 
-Per run, from ``/proc/<PID 1>/stat`` (the fork-server plus the children it reaped):
+Per run:
 
-* *cpu*: the fork-server's and its children's CPU;
+* *cpu*: every process of the container, from its cgroup's ``cpuacct.usage`` (else ``/proc/<PID 1>/stat``:
+  the fork-server plus the children it reaped);
 * *faults*: minor page faults of the fork-server itself, and of its children.
 
 ``--runner DIR`` (repeatable) compares runner trees: each ``DIR`` is mounted over the image's
@@ -81,8 +82,12 @@ class Box(ProtocolPipe):
         hello = self.next().header
         if hello.get("op") != "hello":
             raise RuntimeError(f"{label}: no hello: {hello}")
-        inspect = ["docker", "inspect", "-f", "{{.State.Pid}}", self.name]
-        self.pid = int(subprocess.check_output(inspect, text=True))
+        inspect = ["docker", "inspect", "-f", "{{.State.Pid}} {{.Id}}", self.name]
+        pid, container_id = subprocess.check_output(inspect, text=True).split()
+        self.pid = int(pid)
+        # The container's cgroup counts every process in it (the spawner and live spares too, which
+        # PID 1's own figures miss until it reaps them); /proc is the fallback.
+        self.cpuacct = Path(f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage")
         self.send(encode_message({"op": "configure", **configure}))
         configured = self.next().header
         if configured.get("op") != "configured":
@@ -93,7 +98,10 @@ class Box(ProtocolPipe):
     def usage(self) -> tuple[float, int, int]:
         """CPU seconds (self and reaped children), own minor faults, children's minor faults."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu = sum(int(value) for value in fields[11:15]) / _TICKS
+        if self.cpuacct.is_file():
+            cpu = int(self.cpuacct.read_text()) / 1e9
+        else:
+            cpu = sum(int(value) for value in fields[11:15]) / _TICKS
         return cpu, int(fields[7]), int(fields[8])
 
     def round(self, messages: list[bytes], in_flight: int) -> int:

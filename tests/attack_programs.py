@@ -23,8 +23,9 @@ ALLOWED_ENV = frozenset(
 )
 
 # Runs right after an attack in the same container and proves the attack left nothing behind.
-# Besides itself, the only processes it may see are fork-servers: PID 1 and at most one zygote
-# that PID 1 forked (same command line, same seccomp state as PID 1, so not a locked-down child).
+# Besides itself, the only processes it may see are fork-servers and their spawners (same command
+# line, same seccomp state as PID 1, so not a locked-down child): PID 1's spawner, at most one zygote
+# that PID 1 forked, and that zygote's spawner (runner/spare.c).
 CANARY = f"""
 import os
 def status(pid):
@@ -42,11 +43,11 @@ assert os.listdir(me) == [], os.listdir(me)
 for shared in ("/tmp", "/var/tmp", "/dev/shm"):
     assert not os.path.exists(shared) or os.listdir(shared) == [], (shared, os.listdir(shared))
 others = {{int(name) for name in os.listdir("/proc") if name.isdigit()}} - {{1, os.getpid()}}
-servers = {{
-    pid for pid in others
-    if status(pid)["PPid"] == "1" and cmdline(pid) == cmdline(1) and seccomp(pid) == seccomp(1)
-}}
-assert others == servers and len(servers) <= 1, {{pid: (status(pid), cmdline(pid)) for pid in others}}
+def server_like(pid, parents):
+    return status(pid)["PPid"] in parents and cmdline(pid) == cmdline(1) and seccomp(pid) == seccomp(1)
+servers = {{pid for pid in others if server_like(pid, {{"1"}})}}
+servers |= {{pid for pid in others - servers if server_like(pid, {{str(p) for p in servers}})}}
+assert others == servers and len(servers) <= 3, {{pid: (status(pid), cmdline(pid)) for pid in others}}
 assert os.getppid() in {{1}} | servers, os.getppid()
 fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
 assert fds[:4] == [0, 1, 2, 3] and len(fds) == 5, fds  # the fifth is listdir's own descriptor

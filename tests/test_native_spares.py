@@ -46,6 +46,8 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class LocalForkServer(ProtocolPipe):
+    """The runner's fork-server as a host process; ``native`` is its SANDBOXD_NATIVE_SPARES."""
+
     def __init__(self, scratch: Path, native: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0", "SANDBOXD_NATIVE_SPARES": native}
         env.pop("SANDBOXD_CHANNEL", None)
@@ -104,6 +106,7 @@ SELF_PORTRAIT = textwrap.dedent(
 
 def test_both_paths_lock_children_down_identically(servers: dict[str, LocalForkServer]) -> None:
     assert servers["native"].configured["spares"] == "native"
+    assert servers["native"].configured["spawner"] is True
     assert servers["python"].configured["spares"] == "python"
     seen = {}
     for name, server in servers.items():
@@ -128,6 +131,48 @@ def test_both_paths_lock_children_down_identically(servers: dict[str, LocalForkS
     assert native["stdin"] == "in\n"
     assert native["sigpipe"] == int(signal.SIG_IGN)
     assert randoms["native"] != randoms["python"]  # reseeded per child
+
+
+def ping(server: LocalForkServer) -> dict[str, Any]:
+    server.send(encode_message({"op": "ping", "id": "p"}))
+    pong = server.next().header
+    assert pong["op"] == "pong", pong
+    return pong
+
+
+def test_spawned_spares_are_the_fork_servers_own_children(servers: dict[str, LocalForkServer]) -> None:
+    """CLONE_PARENT: the fork-server waits for them, signals them and reads their rusage itself."""
+    for server in servers.values():
+        result = server.run("import os\nprint(os.getppid())")
+        assert int(result["stdout"]) == server.configured["pid"]
+        assert result["cpu_time_seconds"] > 0  # wait4's rusage: only a parent gets it
+
+
+def test_a_dead_spawner_leaves_the_fork_server_forking_spares_itself(
+    servers: dict[str, LocalForkServer],
+) -> None:
+    server = servers["native"]
+    assert ping(server)["spawner"] is True
+    forkserver = server.configured["pid"]
+    kids = Path(f"/proc/{forkserver}/task/{forkserver}/children").read_text().split()
+    cmdline = Path(f"/proc/{forkserver}/cmdline").read_bytes()
+    spawners = [int(pid) for pid in kids if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline]
+    assert spawners, kids
+    for pid in spawners:  # the spawner and any idle spares it made
+        os.kill(pid, signal.SIGKILL)
+    outputs = [server.run(f"print({index})")["stdout"] for index in range(5)]
+    assert outputs == [f"{index}\n".encode() for index in range(5)]
+    assert ping(server)["spawner"] is False
+
+
+def test_direct_mode_forks_native_spares_without_a_spawner(tmp_path: Path, library: Path) -> None:
+    server = LocalForkServer(tmp_path, f"direct:{library}")
+    try:
+        assert server.configured["spares"] == "native"
+        assert server.configured["spawner"] is False
+        assert server.run("print(6 * 7)")["stdout"] == b"42\n"
+    finally:
+        server.close()
 
 
 def test_native_children_get_fresh_processes_and_their_own_jobs(servers: dict[str, LocalForkServer]) -> None:
@@ -230,3 +275,4 @@ def test_the_runner_image_ships_and_uses_the_native_path() -> None:
         pipe.close()
     assert configured["op"] == "configured", configured
     assert configured["spares"] == "native"
+    assert configured["spawner"] is True  # runc: CLONE_PARENT works, spares come from the spawner

@@ -40,7 +40,7 @@ from .capture import Capture
 from .forking import Forker
 from .private import Inbox, PrivateMemory, write_all
 from .protocol import RUN_SECTIONS, ProtocolError, encode_header, section_sizes
-from .spare import NativeSpares, control_message, from_environment
+from .spare import NativeSpares, Spawner, control_message, from_environment
 from .syscalls import FilterLoader, compile_filter
 from .zygote import Zygotes
 
@@ -122,6 +122,7 @@ class ForkServer:
         self.sent_captures: list[Capture] = []  # queued in the outbox; idle after the next flush
         self.forker = Forker()
         self.native = from_environment()  # None: spares are forked and locked down in Python
+        self.spawner: Spawner | None = None  # started after the warm-up (start_spawner, spare.c)
         self.backlog = 0  # runs the daemon still holds for the latest staged run's request (a hint)
 
     # -- wire -------------------------------------------------------------------------------
@@ -172,6 +173,7 @@ class ForkServer:
                     "running": len(self.runs),
                     "queued": len(self.queue),
                     "spares": len(self.spares),
+                    "spawner": self.spawner is not None,
                     "cpu_time_seconds": usage.ru_utime + usage.ru_stime,
                 }
             )
@@ -217,6 +219,7 @@ class ForkServer:
         gc.freeze()  # keep the preloaded heap shared copy-on-write with every child
         self.prep = dataclasses.replace(prep, base_vm_bytes=child.vm_size_bytes())
         self.memory.grew = False
+        self.start_spawner()
         self.send(
             {
                 "op": "configured",
@@ -225,6 +228,7 @@ class ForkServer:
                 "private_memory": self.memory.advice,
                 "seconds": round(time.perf_counter() - started, 4),
                 "spares": "native" if self.native is not None else "python",
+                "spawner": self.spawner is not None,
             }
         )
 
@@ -299,15 +303,24 @@ class ForkServer:
     def _fork_native(self, native: NativeSpares, count: int) -> int:
         assert self.prep is not None
         fprog = self.prep.loader.fprog_address
-        for made in range(count):
+        spawner = self.spawner
+        made: list[tuple[int, tuple[int, int, int, int]]] = []
+        error: OSError | None = None
+        if spawner is not None:
+            made, error = spawner.fork(count)
+            if error is not None and error.errno not in (errno.EAGAIN, errno.ENOMEM):
+                spawner.close()  # broken: fork here from now on (same image, more faults)
+                self.spawner = None
+                error = None
+        while error is None and len(made) < count:
             try:
-                pid, (control, stdout, stderr, frame) = native.fork(fprog)
-            except OSError:
-                if made or self.runs:
-                    return made
-                raise
-            if pid == 0:  # pragma: no cover - the spare never returns from here
-                child.run_native(native, self.prep)
+                made.append(native.fork(fprog))
+            except OSError as exc:
+                error = exc
+            else:
+                if made[-1][0] == 0:  # pragma: no cover - the spare never returns from here
+                    child.run_native(native, self.prep)
+        for pid, (control, stdout, stderr, frame) in made:
             pidfd = None
             with contextlib.suppress(OSError, AttributeError):
                 pidfd = os.pidfd_open(pid)
@@ -316,7 +329,38 @@ class ForkServer:
             )  # proto given: no getsockopt
             pipes = {"stdout": stdout, "stderr": stderr, "frame": frame}
             self.spares.append(Spare(pid, pidfd, sock, pipes, native=True))
-        return count
+        if error is not None and not made and not self.runs:
+            raise error  # nothing running can free a pid: this can never succeed later
+        return len(made)
+
+    def start_spawner(self) -> None:
+        """Fork the spawner right after the warm-up, before any run: its image (and so every spare's)
+        holds nothing of any run. Not when threads exist (the bare fork needs one) or under gVisor."""
+        native = self.native
+        if native is None or not native.spawner or self.prep is None or not self.forker.single_threaded():
+            return
+        fprog = self.prep.loader.fprog_address
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = self.forker.fork(True)
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:  # pragma: no cover - the spawner (and each spare it makes) never returns from here
+            assert self.prep is not None
+            ours.close()
+            keep = theirs.detach()
+            os.closerange(child.RESULT_FD + 1, keep)  # it needs 0-3 (what spares inherit) and its socket
+            os.closerange(keep + 1, 1 << 16)
+            native.serve_spawner(keep, fprog)  # returns only in a spare, locked down
+            child.run_native(native, self.prep)
+        theirs.close()
+        spawner = Spawner(pid, ours)
+        if spawner.greeted():
+            self.spawner = spawner
+        else:  # gVisor: its spares would not be our children
+            spawner.close()
 
     def _drop_spare(self, spare: Spare) -> None:
         """Close a spare's ends: blocked on its control socket, it sees EOF and exits. Then reap it."""
@@ -506,6 +550,9 @@ class ForkServer:
                     self._discard(self.queue.popleft())
                 while self.spares:
                     self._drop_spare(self.spares.popleft())
+                if self.spawner is not None:
+                    self.spawner.close()
+                    self.spawner = None
                 if self.zygotes is not None:
                     self.zygotes.close_all()
             self.step()
@@ -582,6 +629,7 @@ def heavy_zygote(parent: ForkServer, fd: int) -> int:
     gc.collect()
     gc.freeze()
     server.prep = child.Preparation(parent.prep.loader, parent.prep.streams, child.vm_size_bytes())
+    server.start_spawner()
     server.serve(greet=False)
     return 0
 

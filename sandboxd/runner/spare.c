@@ -22,17 +22,22 @@
  * whatever the build host's glibc is (image.py checks the symbol versions).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#define SBX_ABI 1
+#define SBX_ABI 2
 #define SETUP_FAILED 121
 #define JOB_FD 4
 #define CONTROL_BYTES 65536
@@ -79,11 +84,28 @@ static void move_fd(int from, int to) {
     if (dup2(from, to) != to) fail();
 }
 
+/* close_range(2), else (gVisor has none) every fd listed in /proc/self/fd: a loop over all possible
+   numbers took 3 s there, a syscall each. Rescans until a pass finds nothing more to close. */
 static void close_from(int lowest) {
 #ifdef SYS_close_range
     if (syscall(SYS_close_range, (unsigned)lowest, ~0U, 0U) == 0) return;
 #endif
-    for (int fd = lowest; fd < 65536; fd++) close(fd);
+    DIR *listing = opendir("/proc/self/fd");
+    if (listing == NULL) fail();
+    int own = dirfd(listing);
+    for (int closed = 1; closed;) {
+        closed = 0;
+        rewinddir(listing);
+        for (struct dirent *entry; (entry = readdir(listing)) != NULL;) {
+            char *end;
+            long fd = strtol(entry->d_name, &end, 10);
+            if (*end == 0 && end != entry->d_name && fd >= lowest && fd != own) {
+                close((int)fd);
+                closed = 1;
+            }
+        }
+    }
+    closedir(listing);
 }
 
 /* The child: wait for the run, lock down, return to Python. Exits instead of returning on failure. */
@@ -155,19 +177,27 @@ static void become_run(int control, int out, int err, int frame, const void *fpr
 }
 
 /*
- * Fork one spare. `ends` receives the fork-server's ends: the control socket (SOCK_SEQPACKET) and the
- * read ends of the stdout, stderr and frame pipes, all close-on-exec.
- * Returns the child's pid in the parent, or -errno (nothing is left open); 0 in the child, locked
- * down, with the run's request JSON in `request` (`*request_len` bytes) and its job memfd on fd 4.
+ * Make one spare: its socketpair and pipes, then fork(2), or with `clone_parent` a clone(2) whose
+ * parent is the caller's parent (the spawner's children belong to the fork-server, see below).
+ * `ends` receives the fork-server's ends: the control socket (SOCK_SEQPACKET) and the read ends of the
+ * stdout, stderr and frame pipes, all close-on-exec. Returns the child's pid in the caller, or -errno
+ * (nothing is left open); 0 in the child, locked down (see become_run).
  */
-int sbx_fork_spare(int *ends, const void *fprog, char *request, unsigned request_cap, unsigned *request_len) {
+static int spawn(int *ends, int clone_parent, const void *fprog, char *request, unsigned request_cap,
+                 unsigned *request_len) {
     int control[2] = {-1, -1}, pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int error = 0;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, control) != 0) return -errno;
     for (int i = 0; i < 3 && error == 0; i++)
         if (pipe2(pipes[i], O_CLOEXEC) != 0) error = errno;
-    pid_t pid = error ? -1 : fork();
-    if (pid < 0 && error == 0) error = errno;
+    pid_t pid = -1;
+    if (error == 0) {
+        /* A bare clone: no stack of its own (fork semantics), SIGCHLD to the parent. glibc's cached TID
+           goes stale in the child; glibc >= 2.34 re-reads it from the kernel wherever it matters
+           (raise, pthread_kill on self), and the child never starts threads. */
+        pid = clone_parent ? (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0) : fork();
+        if (pid < 0) error = errno;
+    }
     if (pid == 0) {
         close(control[0]);
         become_run(control[1], pipes[0][1], pipes[1][1], pipes[2][1], fprog, request, request_cap, request_len);
@@ -183,4 +213,78 @@ int sbx_fork_spare(int *ends, const void *fprog, char *request, unsigned request
     ends[0] = control[0];
     for (int i = 0; i < 3; i++) ends[1 + i] = pipes[i][0];
     return (int)pid;
+}
+
+/* Fork one spare from the calling process (see spawn). */
+int sbx_fork_spare(int *ends, const void *fprog, char *request, unsigned request_cap, unsigned *request_len) {
+    return spawn(ends, 0, fprog, request, request_cap, request_len);
+}
+
+/*
+ * The spawner: a process forked from the fork-server once, after its warm-up, that only makes spares.
+ *
+ * A child shares every page of the process it is forked from, copy-on-write, so every page that process
+ * writes afterwards is copied (3-4 us each here). The fork-server writes hundreds per run (Python
+ * bookkeeping for the run before and the run after), while this loop writes only its stack. Its spares
+ * are cloned with CLONE_PARENT: they are the fork-server's children, which waits for them, signals them
+ * and reads their rusage exactly as before.
+ *
+ * Protocol on `sock` (SOCK_SEQPACKET): first the spawner sends its hello (see the probe below); then the
+ * fork-server sends a u32 count; the spawner answers with one
+ * message per spare, an i32 pid carrying the fork-server's four ends (SCM_RIGHTS), or an i32 -errno
+ * (and stops that burst). EOF on `sock` ends the spawner. Returns only in a spare, with 0, locked down.
+ */
+int sbx_spawner_serve(int sock, const void *fprog, char *request, unsigned request_cap, unsigned *request_len) {
+    /* First a probe: gVisor accepts CLONE_PARENT but makes the caller the parent anyway. The hello is the
+       probe's pid when it is the fork-server's child (which reaps it), else 0 and the spawner exits. */
+    int32_t hello = 0;
+    pid_t probe = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+    if (probe == 0) _exit(0);
+    if (probe > 0) {
+        int status;
+        pid_t reaped;
+        do {
+            reaped = waitpid(probe, &status, 0);
+        } while (reaped < 0 && errno == EINTR);
+        if (reaped < 0 && errno == ECHILD) hello = probe;
+    }
+    struct iovec greeting = {.iov_base = &hello, .iov_len = sizeof hello};
+    struct msghdr first = {.msg_iov = &greeting, .msg_iovlen = 1};
+    if (sendmsg(sock, &first, MSG_NOSIGNAL) < 0 || hello == 0) _exit(0);
+    for (;;) {
+        uint32_t count;
+        struct iovec into = {.iov_base = &count, .iov_len = sizeof count};
+        struct msghdr command = {.msg_iov = &into, .msg_iovlen = 1};
+        ssize_t got = recvmsg(sock, &command, 0); /* recvmsg/sendmsg: the container allows no recvfrom/sendto */
+        if (got < 0 && errno == EINTR) continue;
+        if (got != (ssize_t)sizeof count) _exit(got == 0 ? 0 : 1);
+        for (uint32_t i = 0; i < count; i++) {
+            int ends[4];
+            int32_t pid = spawn(ends, 1, fprog, request, request_cap, request_len);
+            if (pid == 0) return 0;
+            union {
+                char space[CMSG_SPACE(4 * sizeof(int))];
+                struct cmsghdr align;
+            } ancillary;
+            struct iovec vector = {.iov_base = &pid, .iov_len = sizeof pid};
+            struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1};
+            if (pid > 0) {
+                message.msg_control = ancillary.space;
+                message.msg_controllen = sizeof ancillary.space;
+                struct cmsghdr *c = CMSG_FIRSTHDR(&message);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(4 * sizeof(int));
+                memcpy(CMSG_DATA(c), ends, 4 * sizeof(int));
+            }
+            ssize_t sent;
+            do {
+                sent = sendmsg(sock, &message, MSG_NOSIGNAL);
+            } while (sent < 0 && errno == EINTR);
+            if (pid > 0)
+                for (int k = 0; k < 4; k++) close(ends[k]);
+            if (sent < 0) _exit(1);
+            if (pid < 0) break;
+        }
+    }
 }

@@ -12,15 +12,19 @@ lock-down. Model text is never in it: the job and stdin travel as memfds, as on 
 
 from __future__ import annotations
 
+import array
+import contextlib
 import ctypes
+import errno
 import json
 import math
 import os
+import socket
 import struct
 from pathlib import Path
 from typing import Any
 
-ABI = 1
+ABI = 2
 JOB_FD = 4  # where spare.c leaves the job memfd
 _HEADER = struct.Struct("<IIQQQQQIIQ")  # spare.c: H_MAGIC ... H_JOB_BYTES, 64 bytes
 _REQUEST_CAP = 1 << 15  # the request JSON (limits, nonce, encoder options, job size): under 1 KiB in practice
@@ -34,6 +38,16 @@ class NativeSpares:
         self._fork = library.sbx_fork_spare
         self._fork.argtypes = (ctypes.c_void_p,) * 3 + (ctypes.c_uint, ctypes.c_void_p)
         self._fork.restype = ctypes.c_int
+        self._serve = library.sbx_spawner_serve
+        self._serve.argtypes = (
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+        )
+        self._serve.restype = ctypes.c_int
+        self.spawner = True  # make spares through a spawner (Spawner), not from the fork-server itself
         self._ends = (ctypes.c_int * 4)()
         self._request = ctypes.create_string_buffer(_REQUEST_CAP)
         self._length = ctypes.c_uint(0)
@@ -57,10 +71,81 @@ class NativeSpares:
         values = self._ends
         return pid, (values[0], values[1], values[2], values[3])
 
+    def serve_spawner(self, sock: int, fprog: int) -> None:
+        """Become the spawner (``sbx_spawner_serve``). Returns only in a spare it made, locked down."""
+        _, request, cap, length = self._args
+        self._serve(sock, fprog, request, cap, length)
+
     def received(self) -> tuple[dict[str, Any], int]:
         """In a locked-down native spare: the run's request and its job's size."""
         request, job_bytes = json.loads(self._request.raw[: self._length.value])
         return request, job_bytes
+
+
+_RECORD = struct.Struct("<i")
+_ENDS_SPACE = socket.CMSG_SPACE(4 * 4)
+
+
+class Spawner:
+    """The fork-server's end of a spawner (``sbx_spawner_serve`` in spare.c): asks it for spares.
+
+    The spares are the fork-server's own children (CLONE_PARENT), forked from the spawner's image,
+    which is the fork-server's image as it was after its warm-up and is never written afterwards.
+    """
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self.sock = sock
+
+    def greeted(self) -> bool:
+        """Read the spawner's hello: whether its spares will be our children (CLONE_PARENT works; not
+        under gVisor). Reaps the probe it made to find out. False: close it and fork spares ourselves."""
+        try:
+            data = self.sock.recvmsg(_RECORD.size)[0]  # not recv(): recvfrom, which the container refuses
+        except OSError:
+            return False
+        if len(data) != _RECORD.size:
+            return False
+        (probe,) = _RECORD.unpack(data)
+        if probe <= 0:
+            return False
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(probe, 0)
+        return True
+
+    def fork(self, count: int) -> tuple[list[tuple[int, tuple[int, int, int, int]]], OSError | None]:
+        """Up to ``count`` spares: (pid, (control, stdout, stderr, frame)) each, and the error that cut
+        the burst short, if any (EPIPE: the spawner is gone)."""
+        made: list[tuple[int, tuple[int, int, int, int]]] = []
+        try:
+            self.sock.sendmsg(
+                [struct.pack("<I", count)]
+            )  # not send(): that is sendto, which the container refuses
+            for _ in range(count):
+                data, ancillary, _, _ = self.sock.recvmsg(_RECORD.size, _ENDS_SPACE)
+                if len(data) != _RECORD.size:
+                    return made, OSError(errno.EPIPE, "the spawner is gone")
+                (pid,) = _RECORD.unpack(data)
+                if pid < 0:
+                    return made, OSError(-pid, os.strerror(-pid))
+                fds = array.array("i")
+                for level, kind, payload in ancillary:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                if len(fds) != 4:
+                    for fd in fds:
+                        os.close(fd)
+                    return made, OSError(errno.EPROTO, "a spare came without its four ends")
+                made.append((pid, (fds[0], fds[1], fds[2], fds[3])))
+        except OSError as exc:
+            return made, exc
+        return made, None
+
+    def close(self) -> None:
+        """EOF ends the spawner; reap it (it is our child)."""
+        self.sock.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
 
 
 def control_message(
@@ -87,12 +172,19 @@ def control_message(
 
 
 def from_environment() -> NativeSpares | None:
-    """The fork-server's choice: ``SANDBOXD_NATIVE_SPARES=0`` forces the Python path (tests and benchmarks
-    compare both), a path loads that object, and by default the image's ``_spare.so`` is used if it loads."""
+    """The fork-server's choice, for tests and benchmarks that compare the paths:
+    ``SANDBOXD_NATIVE_SPARES=0`` forces the Python path, ``direct`` (or ``direct:PATH``) the native path
+    without a spawner, a path loads that object; by default the image's ``_spare.so`` is used, with a
+    spawner, if it loads."""
     setting = os.environ.get("SANDBOXD_NATIVE_SPARES", "")
     if setting == "0":
         return None
-    return load_native(Path(setting) if setting else LIBRARY)
+    direct = setting == "direct" or setting.startswith("direct:")
+    path = setting.removeprefix("direct").removeprefix(":") if direct else setting
+    native = load_native(Path(path) if path else LIBRARY)
+    if native is not None and direct:
+        native.spawner = False
+    return native
 
 
 def load_native(path: Path = LIBRARY) -> NativeSpares | None:
