@@ -11,7 +11,8 @@ Per run:
   the fork-server plus the children it reaped);
 * *faults*: minor page faults of the fork-server itself, and of its children.
 
-``--runner DIR`` (repeatable) compares runner trees: each ``DIR`` is mounted over the image's
+``--runner DIR[@MODE]`` (repeatable) compares runner trees, and with ``@0`` (the Python spare path) or
+``@direct`` (native spares without the spawner) the spare paths of one tree: each ``DIR`` is mounted over the image's
 ``/opt/sandboxd/sandboxd`` (it must hold ``__init__.py`` and ``runner/``); ``image`` is the image's
 own. The first build is the reference of the paired ratios. Example, a change against the image::
 
@@ -77,7 +78,10 @@ class Box(ProtocolPipe):
     ) -> None:
         self.label = label
         self.name = f"bench-fs-{uuid.uuid4().hex[:8]}"
+        runner, _, native = runner.partition("@")
         mount = [] if runner == "image" else ["-v", f"{Path(runner).resolve()}:/opt/sandboxd/sandboxd:ro"]
+        if native:  # the spare path to use (runner/spare.py from_environment): 0, direct
+            mount += ["-e", f"SANDBOXD_NATIVE_SPARES={native}"]
         super().__init__(["docker", "run", "--rm", "-i", "--name", self.name, *args, *mount, image])
         hello = self.next().header
         if hello.get("op") != "hello":
@@ -126,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runner", action="append", help="'image' or a runner tree to mount (repeatable)")
+    parser.add_argument("--runner", action="append", help="'image' or a runner tree to mount, optionally @0 or @direct (repeatable)")
     parser.add_argument("--rounds", type=int, default=8, help="measured rounds per build (default: 8)")
     parser.add_argument("--runs", type=int, default=256, help="runs per round (default: 256)")
     parser.add_argument(
@@ -145,7 +149,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         docker, image = docker_args(args.policy, Path(folder) / "seccomp.json")
         boxes = [
-            Box(f"{i}:{Path(r).name}", r, docker, image, configure_message(policy))
+            Box(f"{i}:{Path(r).name}", r, docker, image, configure_message(policy))  # name keeps any @mode
             for i, r in enumerate(runners)
         ]
         try:
