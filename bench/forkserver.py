@@ -130,7 +130,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runner", action="append", help="'image' or a runner tree to mount, optionally @0 or @direct (repeatable)")
+    parser.add_argument(
+        "--runner",
+        action="append",
+        help="'image' or a runner tree to mount, optionally @0 or @direct (repeatable)",
+    )
     parser.add_argument("--rounds", type=int, default=8, help="measured rounds per build (default: 8)")
     parser.add_argument("--runs", type=int, default=256, help="runs per round (default: 256)")
     parser.add_argument(
