@@ -423,3 +423,17 @@ def test_text_memo_parses_each_literal_once() -> None:
         with pytest.raises(NotLiteral, match="Call is not a literal"):
             memo.literal("Counter({'a': 1})")
     assert TextMemo().literal("[1, {'a': (2, 3.5)}]") is not first  # nothing outlives a request
+
+
+def test_repr_fallback_is_found_anywhere_in_a_value_however_deep() -> None:
+    """``CallOutcome.canonical`` walks the tagged value once, without recursion."""
+    from sandboxd.azr.outcomes import CallOutcome  # noqa: PLC0415 - local to this test
+
+    deep: list[object] = ["r", "<object>"]
+    for _ in range(5000):  # deeper than the recursion limit
+        deep = ["l", [["i", "1"], deep]]
+    plain: list[object] = ["l", [["i", str(n)] for n in range(100)]]
+    assert CallOutcome(ok=True, tagged=deep).canonical is False
+    assert CallOutcome(ok=True, tagged=plain).canonical is True
+    assert CallOutcome(ok=False, tagged=plain).canonical is False
+    assert CallOutcome(ok=True, tagged=["s", "r"]).canonical is True  # a string "r" is not a repr tag

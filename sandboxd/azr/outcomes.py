@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,16 +31,22 @@ class CallOutcome:
     repr_text: str | None = None
     error: str | None = None
 
-    @property
+    @functools.cached_property
     def canonical(self) -> bool:
+        """Whether the value is all canonical types (no repr fallback anywhere in it). Judging asks this
+        several times per value, and a value can be large: the walk is made once."""
         return self.ok and not _has_repr_tag(self.tagged)
 
 
 def _has_repr_tag(tagged: Any) -> bool:
-    if isinstance(tagged, list):
-        if len(tagged) == 2 and tagged[0] == "r":
-            return True
-        return any(_has_repr_tag(item) for item in tagged)
+    """Whether a tagged value holds an ``["r", repr]`` node anywhere (iterative: values nest deep)."""
+    pending = [tagged]
+    while pending:
+        node = pending.pop()
+        if type(node) is list:
+            if len(node) == 2 and node[0] == "r":
+                return True
+            pending.extend(node)
     return False
 
 
