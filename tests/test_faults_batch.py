@@ -46,12 +46,32 @@ def processes(container: str) -> list[tuple[int, int, str]]:
     return [(int(pid), int(ppid), args) for pid, ppid, args in (row.split(None, 2) for row in rows)]
 
 
-def busy_container(instance: str, minimum: int, exclude: frozenset[str] = frozenset()) -> str:
-    """Wait for a container of ``instance`` with at least ``minimum`` processes (runs in flight)."""
+def programs(container: str) -> list[tuple[int, int]]:
+    """(host pid, host ppid) of the container's locked-down children, the ones running a program: they
+    alone carry a second seccomp filter (the fork-server's, over the container's). PID 1, the spawner,
+    zygotes and idle spares carry one."""
+    found = []
+    for pid, ppid, _ in processes(container):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if "Seccomp_filters:\t2" in status:
+            found.append((pid, ppid))
+    return found
+
+
+def busy_container(
+    instance: str, exclude: frozenset[str] = frozenset(), *, under_zygote: bool = False
+) -> str:
+    """Wait for a container of ``instance`` running a program (one forked by a zygote, if asked)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for container in running(instance):
-            if container not in exclude and len(processes(container)) >= minimum:
+            if container in exclude:
+                continue
+            init = int(docker("inspect", "-f", "{{.State.Pid}}", container))
+            if any(not under_zygote or ppid != init for _, ppid in programs(container)):
                 return container
         time.sleep(0.2)
     raise AssertionError("no container with runs in flight")
@@ -97,9 +117,9 @@ def test_run_lost_twice_is_infrastructure_error(server: tuple[httpx.Client, str]
     """Container killed, then its replacement: those runs are infrastructure_error, the rest ok."""
     client, instance = server
     results = in_background(client, [{"code": FAST}] * 4 + [{"code": SLOW}] * 2)
-    first = busy_container(instance, minimum=2)
+    first = busy_container(instance)
     docker("kill", first)
-    second = busy_container(instance, minimum=2, exclude=frozenset({first}))
+    second = busy_container(instance, exclude=frozenset({first}))
     docker("kill", second)
     statuses = [r["status"] for r in results()]
     assert statuses == ["ok"] * 4 + ["infrastructure_error"] * 2
@@ -111,7 +131,7 @@ def test_fork_server_killed_mid_batch(server: tuple[httpx.Client, str]) -> None:
     """The fork-server (PID 1 of the container) SIGKILLed from the host: its runs are retried, all ok."""
     client, instance = server
     results = in_background(client, [{"code": SLOW}] + [{"code": FAST}] * 3)
-    victim = busy_container(instance, minimum=2)
+    victim = busy_container(instance)
     fork_server = int(docker("inspect", "-f", "{{.State.Pid}}", victim))
     os.kill(fork_server, signal.SIGKILL)
     done = results()
@@ -126,7 +146,7 @@ def test_heavy_zygote_killed_mid_batch(server: tuple[httpx.Client, str]) -> None
     client, instance = server
     heavy = "import numpy, time; time.sleep(5); print(int(numpy.arange(4).sum()))"
     results = in_background(client, [{"code": heavy}, {"code": FAST}])
-    victim = busy_container(instance, minimum=3)  # fork-server, zygote, the zygote's child
+    victim = busy_container(instance, under_zygote=True)  # the zygote has a child running
     table = processes(victim)
     init = int(docker("inspect", "-f", "{{.State.Pid}}", victim))
     parents = {ppid for _, ppid, _ in table}
