@@ -27,8 +27,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from . import jobs
 from .encode import EncodeLimitError, Encoder
@@ -37,6 +35,10 @@ from .spare import JOB_FD, NativeSpares
 
 __all__ = ["RESULT_FD", "ChildFds", "ChildStreams", "Preparation", "run", "vm_size_bytes"]
 from .syscalls import FilterLoader
+
+TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
+if TYPE_CHECKING:
+    from typing import Any
 
 _write = os.write
 _exit = os._exit
@@ -51,7 +53,9 @@ EXIT_SETUP_FAILED = 121
 EXIT_FRAME_FAILED = 122
 
 
-@dataclass(frozen=True)
+# The runner imports neither dataclasses nor typing: dataclasses imports inspect (and ast, dis, tokenize),
+# typing is 1.5 MB on its own, and every fork copies page-table entries for the fork-server's heap and
+# every exit tears them down again (docs/design.md, "The fork-server's heap"). Hence plain classes.
 class ChildFds:
     """Descriptors the parent prepared; they land on 0, 1, 2 and RESULT_FD in the child.
 
@@ -59,12 +63,17 @@ class ChildFds:
     holding the job's JSON (``job_bytes`` long); the child reads it and closes it.
     """
 
-    stdin: int | None
-    stdout: int
-    stderr: int
-    result: int
-    job: int
-    job_bytes: int
+    __slots__ = ("job", "job_bytes", "result", "stderr", "stdin", "stdout")
+
+    def __init__(  # noqa: PLR0917 - one argument per descriptor
+        self, stdin: int | None, stdout: int, stderr: int, result: int, job: int, job_bytes: int
+    ) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.result = result
+        self.job = job
+        self.job_bytes = job_bytes
 
 
 def read_job(fds: ChildFds) -> dict[str, Any]:
@@ -116,7 +125,6 @@ def _reseed() -> None:
         numpy.random.seed(int.from_bytes(os.urandom(4), "little"))  # ~10x cheaper than seed()
 
 
-@dataclass(frozen=True)
 class ChildStreams:
     """Text streams on fds 0, 1 and 2, made once in the fork-server and never written there.
 
@@ -125,9 +133,12 @@ class ChildStreams:
     cost about 150 µs of every run, installing them per child about 25 page faults.
     """
 
-    stdin: io.TextIOWrapper
-    stdout: io.TextIOWrapper
-    stderr: io.TextIOWrapper
+    __slots__ = ("stderr", "stdin", "stdout")
+
+    def __init__(self, stdin: io.TextIOWrapper, stdout: io.TextIOWrapper, stderr: io.TextIOWrapper) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
 
     @classmethod
     def create(cls) -> ChildStreams:
@@ -142,13 +153,19 @@ class ChildStreams:
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = self.stdin, self.stdout, self.stderr  # type: ignore[misc]
 
 
-@dataclass(frozen=True)
 class Preparation:
     """What the fork-server computes once and every child reuses."""
 
-    loader: FilterLoader
-    streams: ChildStreams
-    base_vm_bytes: int
+    __slots__ = ("base_vm_bytes", "loader", "streams")
+
+    def __init__(self, loader: FilterLoader, streams: ChildStreams, base_vm_bytes: int) -> None:
+        self.loader = loader
+        self.streams = streams
+        self.base_vm_bytes = base_vm_bytes
+
+    def measured(self, base_vm_bytes: int) -> Preparation:
+        """The same, with the fork-server's address space measured again."""
+        return Preparation(self.loader, self.streams, base_vm_bytes)
 
 
 def lock_down(fds: ChildFds, scratch: str, limits: dict[str, Any], prep: Preparation) -> None:

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import base64
 import json.encoder
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
+if TYPE_CHECKING:
+    from typing import Any
 
 _type = type
 _len = len

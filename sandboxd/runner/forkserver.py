@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
-import dataclasses
 import errno
 import gc
 import importlib
@@ -27,13 +26,10 @@ import json
 import os
 import resource
 import selectors
-import shutil
 import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from . import child
 from .capture import Capture
@@ -44,6 +40,10 @@ from .spare import NativeSpares, Spawner, control_message, from_environment
 from .syscalls import FilterLoader, compile_filter
 from .zygote import Zygotes
 
+TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
+if TYPE_CHECKING:
+    from typing import Any
+
 VERSION = 1
 _REAP_POLL_SECONDS = 0.005
 _PR_SET_DUMPABLE = 4
@@ -53,33 +53,51 @@ _FDS_SPACE = socket.CMSG_SPACE(2 * 4)  # the job and stdin memfds
 _CONTROL_BYTES = 1 << 16  # a run's header; the job and stdin travel as memfds
 
 
-@dataclass
 class Staged:
-    """A run waiting for a slot: its header, and its body already moved into memfds."""
+    """A run waiting for a slot: its header, and its body already moved into memfds.
 
-    request: dict[str, Any]
-    job_fd: int
-    job_bytes: int
-    stdin_fd: int | None
+    (The runner's records are plain classes, not dataclasses: see child.ChildFds.)
+    """
+
+    __slots__ = ("job_bytes", "job_fd", "request", "stdin_fd")
+
+    def __init__(self, request: dict[str, Any], job_fd: int, job_bytes: int, stdin_fd: int | None) -> None:
+        self.request = request
+        self.job_fd = job_fd
+        self.job_bytes = job_bytes
+        self.stdin_fd = stdin_fd
 
 
-@dataclass
 class Run:
     """One child process and everything the server tracks about it."""
 
-    request: dict[str, Any]
-    pid: int
-    started: float
-    deadline: float
-    scratch: str
-    capture: Capture
-    pidfd: int | None
-    streams: dict[int, str] = field(default_factory=dict)  # read fd -> "stdout" | "stderr" | "frame"
-    killed_by: str | None = None
-    exited: tuple[int, int, Any] | None = None
+    __slots__ = (
+        "capture", "deadline", "exited", "killed_by", "pid", "pidfd", "request", "scratch", "started", "streams",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        request: dict[str, Any],
+        pid: int,
+        started: float,
+        deadline: float,
+        scratch: str,
+        capture: Capture,
+        pidfd: int | None,
+    ) -> None:
+        self.request = request
+        self.pid = pid
+        self.started = started
+        self.deadline = deadline
+        self.scratch = scratch
+        self.capture = capture
+        self.pidfd = pidfd
+        self.streams: dict[int, str] = {}  # read fd -> "stdout" | "stderr" | "frame"
+        self.killed_by: str | None = None
+        self.exited: tuple[int, int, Any] | None = None
 
 
-@dataclass
 class Spare:
     """A child forked ahead of its run, in a burst with others, blocked until it is handed one.
 
@@ -91,11 +109,16 @@ class Spare:
     over ``control``. Spares are forked with :class:`.forking.Forker` (no CPython at-fork hooks).
     """
 
-    pid: int
-    pidfd: int | None
-    control: socket.socket  # our end of a SOCK_SEQPACKET pair
-    pipes: dict[str, int]  # name -> read end; the child holds the write ends
-    native: bool = False  # forked by spare.c: its run arrives as spare.control_message
+    __slots__ = ("control", "native", "pid", "pidfd", "pipes")
+
+    def __init__(
+        self, pid: int, pidfd: int | None, control: socket.socket, pipes: dict[str, int], native: bool = False
+    ) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.control = control  # our end of a SOCK_SEQPACKET pair
+        self.pipes = pipes  # name -> read end; the child holds the write ends
+        self.native = native  # forked by spare.c: its run arrives as spare.control_message
 
 
 class ForkServer:
@@ -217,7 +240,7 @@ class ForkServer:
         prep.streams.install()  # for good: the fork-server never writes to them, children inherit them
         gc.collect()
         gc.freeze()  # keep the preloaded heap shared copy-on-write with every child
-        self.prep = dataclasses.replace(prep, base_vm_bytes=child.vm_size_bytes())
+        self.prep = prep.measured(child.vm_size_bytes())
         self.memory.grew = False
         self.start_spawner()
         self.send(
@@ -388,7 +411,7 @@ class ForkServer:
         limits = request["limits"]
         capture = self._capture(int(limits["output_bytes"]), int(request.get("frame_bytes", 8 * 1024 * 1024)))
         if self.memory.grew:  # a new private mapping: children's RLIMIT_AS is measured from here
-            self.prep = dataclasses.replace(self.prep, base_vm_bytes=child.vm_size_bytes())
+            self.prep = self.prep.measured(child.vm_size_bytes())
             self.memory.grew = False
         self.sequence += 1
         scratch = os.path.join(self.scratch_root, f"{self.scratch_prefix}-{self.sequence}")
@@ -474,6 +497,8 @@ class ForkServer:
         try:
             os.rmdir(run.scratch)  # children cannot create files, so it is normally empty
         except OSError:
+            import shutil  # noqa: PLC0415 - rarely needed; importing it up front costs every fork (see Staged)
+
             shutil.rmtree(run.scratch, ignore_errors=True)
         _, status, usage = run.exited
         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None

@@ -24,14 +24,14 @@ from __future__ import annotations
 import builtins
 import collections
 import importlib
-import inspect
 import sys
 import time
 import types
-import typing
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing itself is imported only by formal jobs: see child.ChildFds
 if TYPE_CHECKING:
+    from typing import Any
+
     from .jobs import Outcome
 
 TARGET = "/opt/sandboxd-formal"  # = sandboxd.wheelhouse.TARGET (the runner cannot import the daemon)
@@ -77,6 +77,8 @@ def annotation(description: Any) -> Any:
     if kind == "tuple...":
         return tuple[annotation(rest[0]), ...]  # type: ignore[misc]
     if kind == "union":
+        import typing  # noqa: PLC0415 - only formal jobs need it; every fork-server imports this module
+
         return typing.Union[tuple(annotation(item) for item in rest[0])]  # noqa: UP007 - built from a tuple at run time
     raise ValueError(f"unknown type description {kind!r}")
 
@@ -128,6 +130,8 @@ def _side(result: Any) -> dict[str, Any]:
 
 def search(job: dict[str, Any]) -> dict[str, Any]:
     """The job's one value (see the module docstring)."""
+    import inspect  # noqa: PLC0415 - only formal jobs need it; every fork-server imports this module
+
     try:
         enable()  # CrossHair lives only in the image (sandboxd/wheelhouse.py), never in the daemon
         modules = {name: importlib.import_module(f"crosshair.{name}") for name in _MODULES}

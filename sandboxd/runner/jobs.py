@@ -15,10 +15,12 @@ import marshal
 import types
 from base64 import b64decode
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from .formal import run_formal  # the ``formal`` job: CrossHair, in the formal zygote only
+
+TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
+if TYPE_CHECKING:
+    from typing import Any
 
 _type = type
 _issubclass = issubclass
@@ -37,16 +39,26 @@ _BUILTIN_EXCEPTIONS = frozenset(
 )
 
 
-@dataclass
 class Outcome:
-    """How the job ended, before encoding into the result frame."""
+    """How the job ended, before encoding into the result frame. (A plain class: see child.ChildFds.)"""
 
-    outcome: str = "ok"  # ok | exception | exit
-    exc_type: str | None = None
-    exc_builtin: bool = False
-    exit_code: int = 0
-    values: list[Any] = field(default_factory=list)
-    probe_namespace: dict[str, Any] | None = None  # set when the job asks for probes (``probe_results``)
+    __slots__ = ("exc_builtin", "exc_type", "exit_code", "outcome", "probe_namespace", "values")
+
+    def __init__(  # noqa: PLR0917 - one argument per field, as a dataclass would take them
+        self,
+        outcome: str = "ok",  # ok | exception | exit
+        exc_type: str | None = None,
+        exc_builtin: bool = False,
+        exit_code: int = 0,
+        values: list[Any] | None = None,
+        probe_namespace: dict[str, Any] | None = None,  # set when the job asks for probes (``probe_results``)
+    ) -> None:
+        self.outcome = outcome
+        self.exc_type = exc_type
+        self.exc_builtin = exc_builtin
+        self.exit_code = exit_code
+        self.values: list[Any] = [] if values is None else values
+        self.probe_namespace = probe_namespace
 
 
 def describe_exception(exc: BaseException) -> Outcome:

@@ -19,7 +19,10 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER = struct.Struct(">I")  # the result frame's length prefix
 PREFIX = struct.Struct(">II")  # a message's header length and body length
@@ -35,9 +38,14 @@ class ProtocolError(ValueError):
     """A peer sent bytes that are not a well-formed message."""
 
 
-class Message(NamedTuple):
-    header: dict[str, Any]
-    body: bytes
+class Message:
+    """One decoded message: its JSON header and its raw body. (Not a NamedTuple: see child.ChildFds.)"""
+
+    __slots__ = ("body", "header")
+
+    def __init__(self, header: dict[str, Any], body: bytes) -> None:
+        self.header = header
+        self.body = body
 
 
 def encode_header(header: dict[str, Any], body_bytes: int = 0) -> bytes:

@@ -21,14 +21,16 @@ import math
 import os
 import socket
 import struct
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
+if TYPE_CHECKING:
+    from typing import Any
 
 ABI = 2
 JOB_FD = 4  # where spare.c leaves the job memfd
 _HEADER = struct.Struct("<IIQQQQQIIQ")  # spare.c: H_MAGIC ... H_JOB_BYTES, 64 bytes
 _REQUEST_CAP = 1 << 15  # the request JSON (limits, nonce, encoder options, job size): under 1 KiB in practice
-LIBRARY = Path(__file__).with_name("_spare.so")
+LIBRARY = os.path.join(os.path.dirname(__file__), "_spare.so")  # no pathlib: see child.ChildFds
 
 
 class NativeSpares:
@@ -181,13 +183,13 @@ def from_environment() -> NativeSpares | None:
         return None
     direct = setting == "direct" or setting.startswith("direct:")
     path = setting.removeprefix("direct").removeprefix(":") if direct else setting
-    native = load_native(Path(path) if path else LIBRARY)
+    native = load_native(path or LIBRARY)
     if native is not None and direct:
         native.spawner = False
     return native
 
 
-def load_native(path: Path = LIBRARY) -> NativeSpares | None:
+def load_native(path: str | os.PathLike[str] = LIBRARY) -> NativeSpares | None:
     """The native path, or ``None`` when ``_spare.so`` is missing, does not load, or has another ABI."""
     try:
         library = ctypes.PyDLL(str(path))  # PyDLL: the GIL stays held, as across os.fork()

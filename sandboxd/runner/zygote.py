@@ -20,26 +20,31 @@ import os
 import selectors
 import socket
 import sys
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from . import formal
 from .private import Inbox, write_all
 from .protocol import ProtocolError, encode_message
 
+TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
 if TYPE_CHECKING:
+    from typing import Any
+
     from .forkserver import ForkServer
 
 ZYGOTE_FD = 4  # fds 0-3 are taken (see forkserver._own_protocol_fds)
 _MAX_ZYGOTES = 8
 
 
-@dataclass
 class Zygote:
-    pid: int
-    fd: int
-    inbox: Inbox
-    inflight: set[str] = field(default_factory=set)
+    """A zygote's process, socket and inbox, and the runs it holds. (A plain class: see child.ChildFds.)"""
+
+    __slots__ = ("fd", "inbox", "inflight", "pid")
+
+    def __init__(self, pid: int, fd: int, inbox: Inbox) -> None:
+        self.pid = pid
+        self.fd = fd
+        self.inbox = inbox
+        self.inflight: set[str] = set()
 
 
 class Zygotes:
