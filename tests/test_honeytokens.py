@@ -166,3 +166,16 @@ def test_honeytoken_file_is_read_only(client: httpx.Client) -> None:
     code = f"try:\n    open({CREDENTIALS!r}, 'a')\n    print('writable')\nexcept OSError as e:\n    print(type(e).__name__)"
     response = client.post("/v1/runs", json={"code": code})
     assert "writable" not in response.json()["stdout"], response.text
+
+
+def test_values_are_searched_as_decoded_so_escapes_cannot_hide_a_canary() -> None:
+    """A frame may spell the canary with JSON escapes; the search runs over the decoded strings."""
+    import json  # noqa: PLC0415 - this unit test only
+
+    from sandboxd.watchdog.sentinel import _values_text  # noqa: PLC0415 - the unit under test
+
+    frame_values = json.loads('[["s", "\\u0043ANARY-42"], ["l", [["s", "caf\\u00e9"], ["i", "7"]]]]')
+    text = _values_text(frame_values)
+    assert "CANARY-42" in text
+    assert "café" in text
+    assert _values_text([]) == "[]"

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from sandboxd.azr.schemas import Answer, CheckResult
 from sandboxd.backends.base import SandboxSpec
 from sandboxd.exceptions import ConfigurationError
@@ -46,6 +48,16 @@ def tripwire_registry(config: SafetyConfig, path: Path | None) -> TripwireRegist
             raise ConfigurationError("tripwires.packs_dir must be absolute without a safety file")
         folder = path.parent / folder
     return TripwireRegistry(load_tripwire_packs(folder))
+
+
+def _values_text(values: Sequence[Any]) -> str:
+    """A frame's decoded values as one text to search for canaries: every string they hold appears in it
+    as it was decoded, so escapes in the child's frame cannot hide one. orjson (5-10x json's speed:
+    this ran for every run); json where orjson refuses a value."""
+    try:
+        return orjson.dumps(values).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(values)
 
 
 class Sentinel:
@@ -176,7 +188,7 @@ class Sentinel:
         if self.honeytokens is None:
             return
         for result in results:
-            values = json.dumps(result.frame.values) if result.frame is not None else ""
+            values = _values_text(result.frame.values) if result.frame is not None else ""
             for rule in self.honeytokens.leaks(result.stdout, result.stderr, values):
                 await self.fire(
                     rule,
