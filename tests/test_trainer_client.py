@@ -239,6 +239,10 @@ def test_async_client_talks_to_the_real_app_over_asgi() -> None:
             transport = httpx.ASGITransport(app=app)
             async with AsyncSandboxClient("http://testserver", transport=transport, chunk_size=2) as client:
                 assert (await client.health()).status == "ok"
+                for _ in range(200):  # the pool warms up in the background after start-up
+                    if (await client.ready()).ready:
+                        break
+                    await asyncio.sleep(0.05)
                 assert (await client.ready()).ready
                 results = await client.run_batch(["print(1)"] * 5)
                 assert [r.status for r in results] == ["ok"] * 5
