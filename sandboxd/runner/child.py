@@ -19,7 +19,6 @@ import io
 import json
 import json.encoder
 import marshal
-import math
 import os
 import random
 import resource
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from . import jobs
 from .encode import EncodeLimitError, Encoder
 from .protocol import HEADER, RESULT_FD
+from .rlimits import child_rlimits
 from .spare import JOB_FD, NativeSpares
 
 __all__ = ["RESULT_FD", "ChildFds", "ChildStreams", "Preparation", "run", "vm_size_bytes"]
@@ -95,13 +95,10 @@ def _job(fd: int, size: int) -> dict[str, Any]:
 
 
 def _set_rlimits(limits: dict[str, Any], base_vm_bytes: int) -> None:
-    cpu = max(1, math.ceil(float(limits["cpu_time_seconds"])))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    address_space = base_vm_bytes + int(limits["memory_bytes"])
+    cpu_soft, cpu_hard, address_space, file_size, open_files = child_rlimits(limits, base_vm_bytes)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_soft, cpu_hard))
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-    file_size = int(limits.get("file_size_bytes", 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
-    open_files = int(limits.get("open_files", 64))
     resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

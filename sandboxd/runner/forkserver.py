@@ -317,11 +317,15 @@ class ForkServer:
             theirs.close()
             for _, write_fd in pipes.values():
                 os.close(write_fd)
-            pidfd = None
-            with contextlib.suppress(OSError, AttributeError):
-                pidfd = os.pidfd_open(pid)
-            self.spares.append(Spare(pid, pidfd, ours, {name: ends[0] for name, ends in pipes.items()}))
+            self._keep_spare(pid, ours, {name: ends[0] for name, ends in pipes.items()}, native=False)
         return count
+
+    def _keep_spare(self, pid: int, control: socket.socket, pipes: dict[str, int], *, native: bool) -> None:
+        """Track a spare just forked (either path): its pidfd, if the kernel gives one, and its ends."""
+        pidfd = None
+        with contextlib.suppress(OSError, AttributeError):
+            pidfd = os.pidfd_open(pid)
+        self.spares.append(Spare(pid, pidfd, control, pipes, native=native))
 
     def _fork_native(self, native: NativeSpares, count: int) -> int:
         assert self.prep is not None
@@ -344,14 +348,9 @@ class ForkServer:
                 if made[-1][0] == 0:  # pragma: no cover - the spare never returns from here
                     child.run_native(native, self.prep)
         for pid, (control, stdout, stderr, frame) in made:
-            pidfd = None
-            with contextlib.suppress(OSError, AttributeError):
-                pidfd = os.pidfd_open(pid)
-            sock = socket.socket(
-                socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=control
-            )  # proto given: no getsockopt
-            pipes = {"stdout": stdout, "stderr": stderr, "frame": frame}
-            self.spares.append(Spare(pid, pidfd, sock, pipes, native=True))
+            # proto given, so socket() asks the kernel nothing (getsockopt is not in the container's profile)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=control)
+            self._keep_spare(pid, sock, {"stdout": stdout, "stderr": stderr, "frame": frame}, native=True)
         if error is not None and not made and not self.runs:
             raise error  # nothing running can free a pid: this can never succeed later
         return len(made)

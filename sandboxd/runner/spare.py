@@ -17,10 +17,11 @@ import contextlib
 import ctypes
 import errno
 import json
-import math
 import os
 import socket
 import struct
+
+from .rlimits import child_rlimits
 
 TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
 if TYPE_CHECKING:
@@ -120,9 +121,8 @@ class Spawner:
         the burst short, if any (EPIPE: the spawner is gone)."""
         made: list[tuple[int, tuple[int, int, int, int]]] = []
         try:
-            self.sock.sendmsg(
-                [struct.pack("<I", count)]
-            )  # not send(): that is sendto, which the container refuses
+            # sendmsg, not send(): send() is sendto, which the container's seccomp profile refuses
+            self.sock.sendmsg([struct.pack("<I", count)])
             for _ in range(count):
                 data, ancillary, _, _ = self.sock.recvmsg(_RECORD.size, _ENDS_SPACE)
                 if len(data) != _RECORD.size:
@@ -154,22 +154,10 @@ def control_message(
     request: dict[str, Any], scratch: str, job_bytes: int, has_stdin: bool, base_vm_bytes: int
 ) -> bytes:
     """The control message for a native spare: what ``spare.c`` reads, then the JSON Python reads."""
-    limits = request["limits"]
-    cpu = max(1, math.ceil(float(limits["cpu_time_seconds"])))
     path = scratch.encode()
     body = json.dumps([request, job_bytes]).encode("ascii")
-    header = _HEADER.pack(
-        ABI,
-        1 if has_stdin else 0,
-        cpu,
-        cpu + 1,
-        base_vm_bytes + int(limits["memory_bytes"]),
-        int(limits.get("file_size_bytes", 0)),
-        int(limits.get("open_files", 64)),
-        len(path),
-        len(body),
-        job_bytes,
-    )
+    rlimits = child_rlimits(request["limits"], base_vm_bytes)
+    header = _HEADER.pack(ABI, 1 if has_stdin else 0, *rlimits, len(path), len(body), job_bytes)
     return header + path + body
 
 
