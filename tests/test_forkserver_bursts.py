@@ -14,45 +14,9 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from sandboxd.policy import load_policies
-from sandboxd.run import RunSpec, fork_request
-from sandboxd.runner.protocol import encode_message
-from sandboxd.service import configure_message
-from sandboxd.settings import BUILTIN_POLICIES
-from sandboxd.testing import ProtocolPipe
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-class LocalForkServer(ProtocolPipe):
-    """The runner's fork-server as a host process, configured like a pool configures it."""
-
-    def __init__(self, scratch: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"}
-        env.pop("SANDBOXD_CHANNEL", None)
-        super().__init__([sys.executable, "-m", "sandboxd.runner"], env)
-        self.policy = load_policies(BUILTIN_POLICIES)["default"]
-        assert self.next().header["op"] == "hello"
-        self.send(
-            encode_message(
-                {"op": "configure", **configure_message(self.policy), "scratch_root": str(scratch)}
-            )
-        )
-        configured = self.next().header
-        assert configured["op"] == "configured", configured
-
-    def run(self, code: str, run_id: str, backlog: int) -> None:
-        spec = RunSpec(job={"kind": "script", "code": code}, limits=self.policy.limits)
-        request = fork_request(spec, self.policy, run_id, backlog)
-        self.send(encode_message(request.header, request.body))
-
-    def ping(self) -> dict[str, Any]:
-        self.send(encode_message({"op": "ping", "id": "p"}))
-        return self.next().header
+from forkserver_support import REPO, LocalForkServer
 
 
 @pytest.fixture
@@ -69,7 +33,7 @@ def test_a_backlog_hint_forks_a_burst_for_the_runs_still_to_come(
     server: LocalForkServer, backlog: int, spares_left: int
 ) -> None:
     """One run staged: without a hint one child is forked; with one, a burst (at most four) is."""
-    server.run("print('hi')", "r1", backlog)
+    server.send_run("print('hi')", "r1", backlog)
     result = server.next()
     assert result.header["op"] == "result"
     assert result.header["exit_code"] == 0
@@ -81,7 +45,7 @@ def test_a_backlog_hint_forks_a_burst_for_the_runs_still_to_come(
 
 def test_spares_from_a_burst_each_run_exactly_one_program(server: LocalForkServer) -> None:
     for index in range(6):
-        server.run(f"import os\nprint({index}, os.getpid())", f"r{index}", 5 - index)
+        server.send_run(f"import os\nprint({index}, os.getpid())", f"r{index}", 5 - index)
     outputs = []
     for _ in range(6):
         message = server.next()

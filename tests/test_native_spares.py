@@ -17,20 +17,18 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from forkserver_support import REPO, LocalForkServer
 
 from sandboxd import image
 from sandboxd.policy import load_policies
-from sandboxd.run import RunSpec, fork_request
 from sandboxd.runner import spare
-from sandboxd.runner.protocol import RESULT_SECTIONS, encode_message, split_sections
+from sandboxd.runner.protocol import encode_message
 from sandboxd.service import configure_message
 from sandboxd.settings import BUILTIN_POLICIES
 from sandboxd.testing import ProtocolPipe
 
-REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "sandboxd" / "runner" / image.SPARE_SOURCE
 
 needs_cc = pytest.mark.skipif(image.c_compiler() is None, reason="no C compiler: `make test` installs gcc")
@@ -43,29 +41,6 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("native") / "_spare.so"
     image.compile_spare(SOURCE.read_bytes(), out)
     return out
-
-
-class LocalForkServer(ProtocolPipe):
-    """The runner's fork-server as a host process; ``native`` is its SANDBOXD_NATIVE_SPARES."""
-
-    def __init__(self, scratch: Path, native: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0", "SANDBOXD_NATIVE_SPARES": native}
-        env.pop("SANDBOXD_CHANNEL", None)
-        super().__init__([sys.executable, "-m", "sandboxd.runner"], env)
-        self.policy = load_policies(BUILTIN_POLICIES)["default"]
-        assert self.next().header["op"] == "hello"
-        configure = {"op": "configure", **configure_message(self.policy), "scratch_root": str(scratch)}
-        self.send(encode_message(configure))
-        self.configured = self.next().header
-        assert self.configured["op"] == "configured", self.configured
-
-    def run(self, code: str, stdin: str = "") -> dict[str, Any]:
-        spec = RunSpec(job={"kind": "script", "code": code}, stdin=stdin, limits=self.policy.limits)
-        request = fork_request(spec, self.policy, "r", 0)
-        self.send(encode_message(request.header, request.body))
-        message = self.next()
-        assert message.header["op"] == "result", message.header
-        return {**message.header, **split_sections(message, RESULT_SECTIONS)}
 
 
 @pytest.fixture
@@ -133,13 +108,6 @@ def test_both_paths_lock_children_down_identically(servers: dict[str, LocalForkS
     assert randoms["native"] != randoms["python"]  # reseeded per child
 
 
-def ping(server: LocalForkServer) -> dict[str, Any]:
-    server.send(encode_message({"op": "ping", "id": "p"}))
-    pong = server.next().header
-    assert pong["op"] == "pong", pong
-    return pong
-
-
 def test_spawned_spares_are_the_fork_servers_own_children(servers: dict[str, LocalForkServer]) -> None:
     """CLONE_PARENT: the fork-server waits for them, signals them and reads their rusage itself."""
     for server in servers.values():
@@ -152,7 +120,7 @@ def test_a_dead_spawner_leaves_the_fork_server_forking_spares_itself(
     servers: dict[str, LocalForkServer],
 ) -> None:
     server = servers["native"]
-    assert ping(server)["spawner"] is True
+    assert server.ping()["spawner"] is True
     forkserver = server.configured["pid"]
     kids = Path(f"/proc/{forkserver}/task/{forkserver}/children").read_text().split()
     cmdline = Path(f"/proc/{forkserver}/cmdline").read_bytes()
@@ -162,7 +130,7 @@ def test_a_dead_spawner_leaves_the_fork_server_forking_spares_itself(
         os.kill(pid, signal.SIGKILL)
     outputs = [server.run(f"print({index})")["stdout"] for index in range(5)]
     assert outputs == [f"{index}\n".encode() for index in range(5)]
-    assert ping(server)["spawner"] is False
+    assert server.ping()["spawner"] is False
 
 
 def test_direct_mode_forks_native_spares_without_a_spawner(tmp_path: Path, library: Path) -> None:
