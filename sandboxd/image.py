@@ -234,11 +234,11 @@ def build(method: str = "auto", *, force: bool = False, progress: Progress = lam
         raise ImageBuildError(f"unknown build method {method!r}; choose one of {', '.join(METHODS)}")
     if not _quiet([_require("docker", "install docker.io"), "info"]):
         raise ImageBuildError("the Docker engine is not reachable (`docker info` fails); start dockerd")
-    files = runner_files(progress)
-    tag = _tag_for(files)
+    tag = runner_image_tag()  # from the sources: no bytecode or C compiled when the image is present
     if not force and image_present(tag):
         progress(f"image: {tag} is already present")
     else:
+        files = runner_files(progress)
         if method == "auto":
             method = "dockerfile" if image_present(BASE_IMAGE) else "debootstrap"
             progress(f"auto: {BASE_IMAGE} is {'' if method == 'dockerfile' else 'not '}present: {method}")
