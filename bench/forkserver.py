@@ -98,19 +98,20 @@ class Box(ProtocolPipe):
             raise RuntimeError(f"{label}: configure failed: {configured}")
         self.cpu: list[float] = []
         self.faults: list[tuple[float, float]] = []
+        self.split: list[tuple[float, float]] = []  # ms per run: the fork-server's own, its children's
 
-    def usage(self) -> tuple[float, int, int]:
-        """CPU seconds (self and reaped children), own minor faults, children's minor faults."""
+    def usage(self) -> tuple[float, int, int, float, float]:
+        """CPU seconds (the container, else self and reaped children), own minor faults, children's
+        minor faults, and the fork-server's own CPU seconds and its reaped children's."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        if self.cpuacct.is_file():
-            cpu = int(self.cpuacct.read_text()) / 1e9
-        else:
-            cpu = sum(int(value) for value in fields[11:15]) / _TICKS
-        return cpu, int(fields[7]), int(fields[8])
+        own = sum(int(value) for value in fields[11:13]) / _TICKS
+        reaped = sum(int(value) for value in fields[13:15]) / _TICKS
+        cpu = int(self.cpuacct.read_text()) / 1e9 if self.cpuacct.is_file() else own + reaped
+        return cpu, int(fields[7]), int(fields[8]), own, reaped
 
     def round(self, messages: list[bytes], in_flight: int) -> int:
         """Run ``messages`` with ``in_flight`` outstanding; record CPU and faults per run; failed runs."""
-        cpu0, own0, children0 = self.usage()
+        cpu0, own0, children0, server0, reaped0 = self.usage()
         sent = done = failed = 0
         while done < len(messages):
             while sent < len(messages) and sent - done < in_flight:
@@ -119,9 +120,10 @@ class Box(ProtocolPipe):
             result = self.next().header
             done += 1
             failed += result.get("op") != "result" or result.get("exit_code") != 0
-        cpu1, own1, children1 = self.usage()
+        cpu1, own1, children1, server1, reaped1 = self.usage()
         count = len(messages)
         self.cpu.append(1000 * (cpu1 - cpu0) / count)
+        self.split.append((1000 * (server1 - server0) / count, 1000 * (reaped1 - reaped0) / count))
         self.faults.append(((own1 - own0) / count, (children1 - children0) / count))
         return failed
 
@@ -161,6 +163,7 @@ def main() -> None:
                 box.round(messages, args.in_flight)
                 box.cpu.clear()
                 box.faults.clear()
+                box.split.clear()
             for number in range(args.rounds):
                 for box in boxes if number % 2 == 0 else boxes[::-1]:
                     failed = box.round(messages, args.in_flight)
@@ -178,6 +181,13 @@ def main() -> None:
         print(
             f"  {box.label:24s} CPU per run median {statistics.median(box.cpu):.2f} ms (min {min(box.cpu):.2f}); "
             f"faults per run: fork-server {own:.0f}, child {children:.0f}"
+        )
+        server = statistics.median(s[0] for s in box.split)
+        reaped = statistics.median(s[1] for s in box.split)
+        rest = statistics.median(box.cpu) - server - reaped
+        print(
+            f"  {'':24s} of which the fork-server itself {server:.2f} ms, its children {reaped:.2f} ms, "
+            f"the rest (spawner, spares not yet reaped) {rest:.2f} ms"
         )
     for box in boxes[1:]:
         ratios = [mine / theirs for mine, theirs in zip(box.cpu, boxes[0].cpu, strict=True)]

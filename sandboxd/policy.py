@@ -88,6 +88,10 @@ class AzrOptions(_Frozen):
     # inputs derived from the example input's types, in the same child, for the curriculum's output
     # signature. They never change the validation's result; 0 turns them off.
     probe_inputs: int = Field(4, ge=0, le=16)
+    # A deduction answer that is a plain literal (``[1, 'a']``, as nearly all are) is read on the trusted
+    # side by the same literal reader as expected outputs, through the child's encoder, and no process
+    # runs (docs/azr.md, "Literal answers"). False: every answer is evaluated in a sandbox.
+    literal_answers: bool = True
 
 
 class WatchdogOptions(_Frozen):

@@ -117,6 +117,25 @@ def test_leak_through_a_returned_value_fires(client: httpx.Client, hook: Webhook
     assert_fired(client, hook, "honeytoken.env", secret.strip("'"))
 
 
+def test_leak_through_a_literal_answer_fires(client: httpx.Client, hook: WebhookReceiver) -> None:
+    """A literal deduction answer is read without a run (docs/azr.md, "Literal answers"); one that carries
+    the canary fires as the run's values would have."""
+    task = {
+        "task_type": "deduction",
+        "program": "def f(name):\n    import os\n    return os.environ.get(name)",
+        "inputs": ["'AWS_SECRET_ACCESS_KEY'"],
+    }
+    secret = client.post("/v1/azr/validate", json={"tasks": [task]}).json()["results"][0]["outputs"][0]
+    assert len(secret) > 30
+    assert client.post("/v1/admin/resume", json={"reason": "learned the canary"}).status_code == 200
+    answer = {"task_type": "deduction", "answer": secret, "expected_output": secret}
+    response = client.post("/v1/azr/check", json={"answers": [answer]})
+    assert response.status_code == 200, response.text
+    [result] = response.json()["results"]
+    assert result["evaluated_in"] == "literal", result
+    assert_fired(client, hook, "honeytoken.env", secret.strip("'"))
+
+
 @pytest.mark.parametrize(
     "code",
     [

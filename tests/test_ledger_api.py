@@ -103,7 +103,7 @@ TASK_KEYS = {
 }
 ANSWER_KEYS = {
     "request_id", "policy", "task_type", "program", "input", "answer", "expected_output", "correct", "reward",
-    "reason", "compared_by", "usage", "decision", "inputs", "outputs", "value_reward", "spot_check",
+    "reason", "compared_by", "evaluated_in", "usage", "decision", "inputs", "outputs", "value_reward", "spot_check",
 }  # fmt: skip
 VERDICT_KEYS = {
     "request_id",

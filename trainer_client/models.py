@@ -171,6 +171,7 @@ class CheckResult(_Result):
     reward: float
     reason: str
     compared_by: str | None = None
+    evaluated_in: str | None = None  # "sandbox", or "literal": a literal deduction answer, nothing ran
     detail: str | None = None
     usage: Usage = Field(default_factory=Usage)
     value_reward: ValueReward | None = None

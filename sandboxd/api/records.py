@@ -72,6 +72,7 @@ def answer_checked(answer: Answer, result: CheckResult, policy: str) -> Item:
         "reward": result.reward,
         "reason": result.reason.value,
         "compared_by": result.compared_by,
+        "evaluated_in": result.evaluated_in,
         "usage": _usage(result.usage),
         "decision": decision_record(result.watchdog),
         "value_reward": None if result.value_reward is None else result.value_reward.model_dump(mode="json"),

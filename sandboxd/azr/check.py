@@ -1,7 +1,8 @@
 """``check``: is a solver's answer correct? Values are produced in the sandbox, compared here.
 
 Each answer is judged in its own fresh process. Expected outputs are evaluated in *separate*
-processes (a few per request, deduplicated), so the answer's process never sees them.
+processes (a few per request, deduplicated), so the answer's process never sees them. A deduction
+answer that is a plain literal runs nothing at all: :mod:`.literal_answers` reads it here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandboxd.azr import equivalence, hardcoding
+from sandboxd.azr import equivalence, hardcoding, literal_answers
 from sandboxd.azr.equality import equal
 from sandboxd.azr.literal import NotLiteral
 from sandboxd.azr.memo import TextMemo
@@ -38,11 +39,13 @@ ExpressionKey = tuple[tuple[str, ...], str]
 
 @dataclass
 class Plan:
-    """What one answer needs: its own run, and which expected outputs to compare against."""
+    """What one answer needs: its own run (or its literal value), and which expected outputs to compare
+    against."""
 
     spec: RunSpec | None = None
     expected: list[ExpressionKey] = field(default_factory=list)
     rejection: CheckResult | None = None
+    literal: CallOutcome | None = None  # a deduction answer read here (literal_answers): no run
 
 
 def _rejected(reason: Reason, detail: str, spent: Usage | None = None) -> CheckResult:
@@ -82,6 +85,10 @@ def plan(answer: Answer, policy: SandboxPolicy, memo: TextMemo) -> Plan:
             _check_expected(answer.expected_output, memo)
             job["expressions"] = [{"imports": imports, "text": answer.answer}]
             expected = [(key, answer.expected_output)]
+            if not _is_truncated(answer.expected_output):  # a truncated record compares by the sandbox's repr
+                read = literal_answers.read(answer.answer, imports, policy, memo)
+                if read is not None:
+                    return Plan(expected=expected, literal=read)
         elif answer.task_type == "abduction":
             if answer.program is None or answer.expected_output is None:
                 return Plan(
@@ -150,6 +157,13 @@ def judge(answer_run: RunResult, expected: list[CallOutcome | None], texts: list
     outcomes = call_outcomes(answer_run, len(expected))
     if isinstance(outcomes, tuple):
         return _rejected(outcomes[0], outcomes[1], spent)
+    return compare(outcomes, expected, texts, spent)
+
+
+def compare(
+    outcomes: list[CallOutcome], expected: list[CallOutcome | None], texts: list[str], spent: Usage
+) -> CheckResult:
+    """Compare the answer's outcomes (from its run, or read as a literal) with the expected ones."""
     compared_by = "canonical"
     for index, (got, want) in enumerate(zip(outcomes, expected, strict=True)):
         if got.ok and _truncated_match(got, texts[index]):
@@ -263,6 +277,11 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
     ]
     judged = await _judged(service, policy, plans, memo)
     final = [result for result, _ in judged]
+    literals = [
+        answer.answer for answer, item in zip(request.answers, plans, strict=True) if item.literal is not None
+    ]
+    if literals:  # what observe_runs searches a run's values for (honeytokens)
+        await service.sentinel.observe_literals(policy.name, literals)
     # Post-execution checks and the induction hard-coding detector (DESIGN.md §4 step 6).
     after = [
         service.screen_outcome(
@@ -293,7 +312,7 @@ async def _judged(
 ) -> list[tuple[CheckResult, RunResult | None]]:
     """Each plan's result, with the answer's run when it ran (for the post-execution checks)."""
     answer_specs = [item.spec for item in plans if item.spec is not None]
-    if not answer_specs:
+    if all(item.rejection is not None for item in plans):
         return [(item.rejection, None) for item in plans if item.rejection is not None]
     values, keys = _literals(sorted({key for item in plans for key in item.expected}), memo)
     # Expected outputs that are not literals run first, in a request of their own: its sandboxes
@@ -307,13 +326,20 @@ async def _judged(
         single = policy.model_copy(update={"azr": policy.azr.model_copy(update={"expressions_per_run": 1})})
         retried = await service.run(isolated, expression_specs(missing, single))
         values.update(_collect(missing, retried, 1))
-    runs = iter(await service.run(policy, answer_specs))
+    runs = iter(await service.run(policy, answer_specs) if answer_specs else [])
     final: list[tuple[CheckResult, RunResult | None]] = []
     for item in plans:
+        expected = [values.get(key) for key in item.expected]
+        texts = [k[1] for k in item.expected]
         if item.rejection is not None:
             final.append((item.rejection, None))
+        elif item.literal is not None:
+            result = compare([item.literal], expected, texts, Usage())
+            result.evaluated_in = "literal"
+            final.append((result, None))
         else:
             run = next(runs)
-            expected = [values.get(key) for key in item.expected]
-            final.append((judge(run, expected, [k[1] for k in item.expected]), run))
+            result = judge(run, expected, texts)
+            result.evaluated_in = "sandbox"
+            final.append((result, run))
     return final

@@ -90,6 +90,12 @@ def call_outcomes(result: RunResult, expected: int) -> list[CallOutcome] | tuple
     return outcomes
 
 
+def outcome_of_tagged(tagged: Any) -> CallOutcome:
+    """One call's outcome from its tagged result (``("ok", value, repr)`` or ``("error", name)``);
+    raises :class:`~sandboxd.canonical.DecodeError` when it has another shape."""
+    return _outcome(tagged)
+
+
 def _outcome(tagged: Any) -> CallOutcome:
     if not (
         isinstance(tagged, list) and len(tagged) == 2 and tagged[0] == "t" and isinstance(tagged[1], list)

@@ -108,6 +108,12 @@ class CheckResult(BaseModel):
     reward: float
     reason: Reason
     compared_by: Literal["canonical", "repr"] | None = None
+    evaluated_in: Literal["sandbox", "literal"] | None = Field(
+        None,
+        description="Where the answer's value came from: its own sandboxed process, or (a deduction answer "
+        "that is a plain literal) the trusted-side literal reader, with nothing run. Null when it was "
+        "rejected before either",
+    )
     detail: str | None = None
     error_type: str | None = Field(None, description="Exception class name when the answer raised")
     usage: Usage

@@ -160,6 +160,12 @@ def _result(code: Any, namespace: dict[str, Any]) -> tuple[Any, ...]:
         value = _eval(code, namespace)
     except BaseException as exc:
         return ("error", describe_exception(exc).exc_type)
+    return reported(value)
+
+
+def reported(value: Any) -> tuple[Any, ...]:
+    """A value as a ``calls`` job reports it: ``("ok", value, repr_text)``. The daemon builds the same
+    tuple for a literal answer it reads itself (``sandboxd.azr.check``), so both take one encoding."""
     try:
         text = _repr(value)
     except BaseException:

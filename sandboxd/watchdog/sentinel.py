@@ -202,6 +202,25 @@ class Sentinel:
                     },
                 )
 
+    async def observe_literals(self, policy: str, texts: Sequence[str]) -> None:
+        """Fire for every literal answer read on the trusted side (no run) that shows a honeytoken, as
+        ``observe_runs`` would have for its run's values."""
+        if self.honeytokens is None:
+            return
+        for text in texts:
+            for rule in self.honeytokens.leaks(text):
+                await self.fire(
+                    rule,
+                    {
+                        "kind": "honeytoken",
+                        "how": "leaked",
+                        "policy": policy,
+                        "sandbox_id": None,
+                        "evidence": "a canary secret appeared in a literal answer",
+                        "status": "ok",
+                    },
+                )
+
     async def observe_answers(self, answers: Sequence[Answer], results: Sequence[CheckResult]) -> None:
         """``observe_answer`` for each answer of a ``/v1/azr/check`` request and its result."""
         if self.tripwires is None:
