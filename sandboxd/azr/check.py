@@ -315,18 +315,16 @@ async def _judged(
     if all(item.rejection is not None for item in plans):
         return [(item.rejection, None) for item in plans if item.rejection is not None]
     values, keys = _literals(sorted({key for item in plans for key in item.expected}), memo)
-    # Expected outputs that are not literals run first, in a request of their own: its sandboxes
-    # never run an answer, so no answer can find an expected output in its fork-server's memory.
-    isolated = _isolated_policy(service, policy)
-    evaluated = await service.run(isolated, expression_specs(keys, policy)) if keys else []
-    values.update(_collect(keys, evaluated, policy.azr.expressions_per_run))
-    missing = [key for key in keys if values.get(key) is None]
-    if missing and policy.azr.expressions_per_run > 1:
-        # A chunk failed as a whole (one hostile expression can time it out): retry one per process.
-        single = policy.model_copy(update={"azr": policy.azr.model_copy(update={"expressions_per_run": 1})})
-        retried = await service.run(isolated, expression_specs(missing, single))
-        values.update(_collect(missing, retried, 1))
-    runs = iter(await service.run(policy, answer_specs) if answer_specs else [])
+    # Expected outputs that are not literals run in a request of their own, at the same time as the
+    # answers: its sandboxes never run an answer, so no answer can find an expected output in its
+    # fork-server's memory.
+    isolated = _isolated_policy(service, policy) if keys else policy  # refuses before anything runs
+    evaluated, answer_runs = await asyncio.gather(
+        _evaluated(service, policy, isolated, keys),
+        service.run(policy, answer_specs) if answer_specs else _nothing(),
+    )
+    values.update(evaluated)
+    runs = iter(answer_runs)
     final: list[tuple[CheckResult, RunResult | None]] = []
     for item in plans:
         expected = [values.get(key) for key in item.expected]
@@ -343,3 +341,24 @@ async def _judged(
             result.evaluated_in = "sandbox"
             final.append((result, run))
     return final
+
+
+async def _nothing() -> list[RunResult]:
+    return []
+
+
+async def _evaluated(
+    service: Service, policy: SandboxPolicy, isolated: SandboxPolicy, keys: list[ExpressionKey]
+) -> dict[ExpressionKey, CallOutcome | None]:
+    """The values of the expected outputs that are not literals, from sandboxes of ``isolated``."""
+    if not keys:
+        return {}
+    evaluated = await service.run(isolated, expression_specs(keys, policy))
+    values = _collect(keys, evaluated, policy.azr.expressions_per_run)
+    missing = [key for key in keys if values.get(key) is None]
+    if missing and policy.azr.expressions_per_run > 1:
+        # A chunk failed as a whole (one hostile expression can time it out): retry one per process.
+        single = policy.model_copy(update={"azr": policy.azr.model_copy(update={"expressions_per_run": 1})})
+        retried = await service.run(isolated, expression_specs(missing, single))
+        values.update(_collect(missing, retried, 1))
+    return values
