@@ -33,50 +33,76 @@ class Executor:
         self.pools = pools
 
     async def run_batch(self, policy_name: str, specs: Sequence[RunSpec]) -> list[RunResult]:
+        [results] = await self.run_stages(policy_name, [specs])
+        return results
+
+    async def run_stages(
+        self, policy_name: str, stages: Sequence[Sequence[RunSpec]]
+    ) -> list[list[RunResult]]:
+        """Run each stage's specs on the same leased sandboxes, a stage only once the one before it has
+        finished (every child reaped): ``/v1/azr/check`` evaluates expected outputs before any answer
+        runs beside them (azr/check.py)."""
         pool = self.pools[policy_name]
         metrics = pool.metrics
-        metrics.batch_size.labels(policy=policy_name).observe(len(specs))
-        if not specs:
-            return []
+        total = sum(len(specs) for specs in stages)
+        metrics.batch_size.labels(policy=policy_name).observe(total)
+        if not total:
+            return [[] for _ in stages]
         batch = pool.policy.batch
-        wanted = min(batch.max_containers, -(-len(specs) // batch.runs_per_container))  # ceil
+        wanted = min(batch.max_containers, -(-total // batch.runs_per_container))  # ceil
         started = time.monotonic()
         sandboxes = await pool.lease(wanted)
         metrics.queue_wait.labels(policy=policy_name).observe(time.monotonic() - started)
+        request_id = uuid.uuid4().hex[:12]
+        compiler = Compiler(total)  # this request's texts, each compiled once (bytecode.py)
+        finished: list[list[RunResult]] = []
+        try:
+            for number, specs in enumerate(stages):
+                prefix = request_id if len(stages) == 1 else f"{request_id}-s{number}"
+                results = await self._stage(pool, sandboxes, specs, prefix, compiler)
+                finished.append(results)
+        finally:
+            for sandbox in sandboxes:
+                pool.release(sandbox)
+        for results in finished:
+            for result in results:
+                metrics.runs.labels(status=result.status.value, policy=policy_name).inc()
+                metrics.run_duration.labels(policy=policy_name).observe(result.wall_time_seconds)
+        return finished
+
+    async def _stage(
+        self,
+        pool: Pool,
+        sandboxes: list[Sandbox],
+        specs: Sequence[RunSpec],
+        request_id: str,
+        compiler: Compiler,
+    ) -> list[RunResult]:
+        """Fan ``specs`` out over ``sandboxes`` (leasing fresh ones if every one dies) and wait for all."""
         results: list[RunResult | None] = [None] * len(specs)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for index in range(len(specs)):
             queue.put_nowait(index)
-        request_id = uuid.uuid4().hex[:12]
         retried: set[int] = set()
-        compiler = Compiler(len(specs))  # this batch's texts, each compiled once (bytecode.py)
-        try:
-            workers = [
-                self._worker(pool, sandbox, specs, queue, results, request_id, retried, compiler)
-                for sandbox in sandboxes
-                for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
-            ]
-            await asyncio.gather(*workers)
-            while not queue.empty():  # every leased sandbox died: finish on fresh ones
-                spare = await pool.lease(1)
-                sandboxes.extend(spare)
-                await asyncio.gather(
-                    *(
-                        self._worker(pool, spare[0], specs, queue, results, request_id, retried, compiler)
-                        for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
-                    )
+        workers = [
+            self._worker(pool, sandbox, specs, queue, results, request_id, retried, compiler)
+            for sandbox in sandboxes
+            for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
+        ]
+        await asyncio.gather(*workers)
+        while not queue.empty():  # every leased sandbox died: finish on fresh ones
+            spare = await pool.lease(1)
+            sandboxes.extend(spare)
+            await asyncio.gather(
+                *(
+                    self._worker(pool, spare[0], specs, queue, results, request_id, retried, compiler)
+                    for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
                 )
-        finally:
-            for sandbox in sandboxes:
-                pool.release(sandbox)
-        final = [
+            )
+        return [
             result or RunResult(status=Status.INTERNAL_ERROR, detail="run was never scheduled")
             for result in results
         ]
-        for result in final:
-            metrics.runs.labels(status=result.status.value, policy=policy_name).inc()
-            metrics.run_duration.labels(policy=policy_name).observe(result.wall_time_seconds)
-        return final
 
     async def _worker(  # noqa: PLR0917 - private helper, called from one place with positional context
         self,

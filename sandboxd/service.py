@@ -291,17 +291,25 @@ class Service:
         return {"ready": ready, "reason": reason, "pools": pools}
 
     async def run(self, policy: SandboxPolicy, specs: Sequence[RunSpec]) -> list[RunResult]:
+        [results] = await self.run_stages(policy, [specs])
+        return results
+
+    async def run_stages(
+        self, policy: SandboxPolicy, stages: Sequence[Sequence[RunSpec]]
+    ) -> list[list[RunResult]]:
+        """``run`` for stages that share their sandboxes, each after the one before (Executor.run_stages)."""
         if self.unavailable is not None:
             raise Unavailable(f"isolation unavailable: {self.unavailable}")
         try:
-            results = await self.executor.run_batch(policy.name, specs)
+            finished = await self.executor.run_stages(policy.name, stages)
         except BackendUnavailable:
             await self._fail_if_engine_gone()
             raise
+        results = [result for stage in finished for result in stage]
         if any(result.status is Status.INFRASTRUCTURE_ERROR for result in results):  # lost twice
             await self._fail_if_engine_gone()
         await self.sentinel.observe_runs(policy.name, results)  # honeytokens, violation rate
-        return results
+        return finished
 
     async def _fail_if_engine_gone(self) -> None:
         """Runs lost mid-flight may be the engine going away: probe it, and if it is gone, say so (the

@@ -129,12 +129,15 @@ class FakeHandle:
         self.id = f"fake{number:08d}"
         self.backend = backend
         self.destroyed = False
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[str | None, bytes]] = asyncio.Queue()
         self._reader = MessageReader()
-        self._outbox.put_nowait(encode_message({"op": "hello", "version": 1, "pid": 1}))
+        self._outbox.put_nowait((None, encode_message({"op": "hello", "version": 1, "pid": 1})))
 
     async def receive(self) -> bytes:
-        return await self._outbox.get()
+        run_id, data = await self._outbox.get()
+        if run_id is not None:
+            self.backend.log.append(("result", run_id))
+        return data
 
     async def send(self, data: bytes) -> None:
         if self.destroyed:
@@ -150,14 +153,16 @@ class FakeHandle:
                 }
             self.backend.received.append(message)
             if message["op"] == "configure":
-                self._outbox.put_nowait(encode_message({"op": "configured", "pid": 1, "preload_failed": []}))
+                configured = encode_message({"op": "configured", "pid": 1, "preload_failed": []})
+                self._outbox.put_nowait((None, configured))
             elif message["op"] == "run":
+                self.backend.log.append(("run", str(message["id"])))
                 reply = self._result(message)
                 parts = [bytes(reply.pop(name, b"")) for name in RESULT_SECTIONS]
                 sizes = {
                     f"{name}_bytes": len(part) for name, part in zip(RESULT_SECTIONS, parts, strict=True)
                 }
-                self._outbox.put_nowait(encode_message({**reply, **sizes}, b"".join(parts)))
+                self._outbox.put_nowait((message["id"], encode_message({**reply, **sizes}, b"".join(parts))))
 
     def _result(self, message: dict[str, Any]) -> dict[str, Any]:
         """The fork-server's answer: a header whose ``stdout``/``stderr``/``frame`` are the body's bytes."""
@@ -188,7 +193,7 @@ class FakeHandle:
 
     def crash(self) -> None:
         """Simulate the container dying: the stream ends."""
-        self._outbox.put_nowait(b"")
+        self._outbox.put_nowait((None, b""))
 
     async def exit_info(self) -> SandboxExit:
         return SandboxExit(oom_killed=False, exit_code=137)
@@ -197,7 +202,7 @@ class FakeHandle:
         if not self.destroyed:
             self.destroyed = True
             self.backend.destroyed += 1
-            self._outbox.put_nowait(b"")
+            self._outbox.put_nowait((None, b""))
 
 
 class FakeBackend:
@@ -209,6 +214,7 @@ class FakeBackend:
         self.created: list[FakeHandle] = []
         self.destroyed = 0
         self.received: list[dict[str, Any]] = []
+        self.log: list[tuple[str, str]] = []  # ("run", id) when sent, ("result", id) when its answer is read
         self.fail_starts = False
         self.unavailable: str | None = None
 

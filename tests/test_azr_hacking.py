@@ -12,10 +12,12 @@ from __future__ import annotations
 import pickle
 import textwrap
 import unittest.mock
+import uuid
 from typing import Any
 
 import httpx
 import pytest
+from attack_programs import DEEP_MEMORY_SCAN
 
 pytestmark = pytest.mark.docker
 
@@ -484,15 +486,15 @@ def leak_attempts(client: httpx.Client, probe: str, pattern: str, expected: str)
     "expected",
     [
         pytest.param("987654321", id="literal-read-on-the-trusted-side"),
-        pytest.param("987654320 + 1", id="expression-evaluated-in-its-own-request"),
+        pytest.param("987654320 + 1", id="expression-evaluated-before-the-answers"),
     ],
 )
 def test_answer_cannot_read_the_expected_outputs(client: httpx.Client, probe: str, expected: str) -> None:
     """An induction answer cannot find the hidden expected outputs in its fork-server's memory.
 
-    Literal expected outputs never enter a sandbox; the others are evaluated in a request of their own,
-    on containers that the default policy destroys before any answer runs. (Before that, the frames
-    probe read them in about 4 of 5 attempts.)
+    Literal expected outputs never enter a sandbox; the others are evaluated on the request's containers
+    before any answer runs there, and reach the daemon through fork-private memory. (When they were
+    queued beside the answers, the frames probe read them in about 4 of 5 attempts.)
     """
     assert not any(leak_attempts(client, probe, HIDDEN, expected))
 
@@ -505,6 +507,44 @@ def test_leak_probes_cannot_reach_the_jobs_beside_them(client: httpx.Client, pro
     both probes found their siblings here; tests/test_attacks.py scans far wider for the same thing.
     """
     assert not any(leak_attempts(client, probe, "'sibling'", "'sibling'"))
+
+
+EXPECTED_SCAN = (
+    DEEP_MEMORY_SCAN.replace("print(readable > 1000, sorted(found))", "")
+    + """
+import re
+_FOUND = sorted(m for m in found if re.fullmatch("MARKER-[0-9a-f]{16}", m))
+def f(x):
+    return readable > 1000 if x == 1 else (_FOUND[0] if _FOUND else None)
+"""
+)
+
+
+def test_answer_cannot_find_expected_values_evaluated_before_it(client: httpx.Client) -> None:
+    """Expected outputs that are not literals are evaluated on the request's own container just before
+    its answers (azr/check.py). An answer that scans every page it can reach, after they ran there,
+    finds none of their values: the fork-server relayed them through fork-private memory.
+
+    The answer reports first whether its scan read over 1,000 pages (that value matches, so the scan
+    proves something), then the marker it found; the second value must be the one that differs. The
+    expected text splits the marker, so only the evaluated value holds it whole.
+    """
+    for _ in range(4):
+        marker = f"{uuid.uuid4().hex[:16]}"
+        answer = induction(EXPECTED_SCAN, inputs=["1", "2"], outputs=["True", f"'MARK' + 'ER-{marker}'"])
+        response = client.post("/v1/azr/check", json={"answers": [answer, *[SIBLING] * 3]})
+        assert response.status_code == 200, response.text
+        first = response.json()["results"][0]
+        assert (first["correct"], first["reason"], first["detail"]) == (
+            False,
+            "wrong_answer",
+            "value 1 differs",
+        )
+    # The control: the same scan finds the value when it is in the answer's own memory.
+    planted = f"_KEEP = 'MARK' + 'ER-{marker}'\n" + EXPECTED_SCAN
+    control = induction(planted, inputs=["1", "2"], outputs=["True", f"'MARK' + 'ER-{marker}'"])
+    result = check_one(client, control)
+    assert (result["correct"], result["reason"]) == (True, "ok"), result
 
 
 def test_answer_cannot_read_the_expected_outputs_under_pooled(client: httpx.Client) -> None:

@@ -97,6 +97,33 @@ def test_per_request_sandboxes_are_destroyed_after_use() -> None:
     run(body)
 
 
+def test_stages_share_their_sandboxes_and_run_one_after_another() -> None:
+    """``run_stages``: the second stage starts only once every run of the first has been answered, on
+    the same sandboxes (how /v1/azr/check runs expected outputs before the answers)."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, fan_out=1, runs_per_container=512, warm_containers=1, max_parallel_runs=2)
+        await pool.start()
+        first, second = await Executor({"default": pool}).run_stages("default", [specs(3), specs(5)])
+        assert len(first) == 3
+        assert len(second) == 5
+        assert {r.status for r in first + second} == {Status.OK}
+        assert len({r.sandbox_id for r in first + second}) == 1
+        stage = {run_id: "-s0-" in run_id for _, run_id in backend.log}
+        last_first = max(
+            i for i, (kind, run_id) in enumerate(backend.log) if kind == "result" and stage[run_id]
+        )
+        first_second = min(
+            i for i, (kind, run_id) in enumerate(backend.log) if kind == "run" and not stage[run_id]
+        )
+        assert last_first < first_second, backend.log
+        assert sum(stage.values()) == 3
+        await pool.close()
+
+    run(body)
+
+
 def test_reuse_policy_keeps_sandbox_warm() -> None:
     """With max_requests_per_container > 1, consecutive requests share a sandbox until the cap."""
 

@@ -315,15 +315,22 @@ async def _judged(
     if all(item.rejection is not None for item in plans):
         return [(item.rejection, None) for item in plans if item.rejection is not None]
     values, keys = _literals(sorted({key for item in plans for key in item.expected}), memo)
-    # Expected outputs that are not literals run in a request of their own, at the same time as the
-    # answers: its sandboxes never run an answer, so no answer can find an expected output in its
-    # fork-server's memory.
-    isolated = _isolated_policy(service, policy) if keys else policy  # refuses before anything runs
-    evaluated, answer_runs = await asyncio.gather(
-        _evaluated(service, policy, isolated, keys),
-        service.run(policy, answer_specs) if answer_specs else _nothing(),
-    )
-    values.update(evaluated)
+    if keys and not policy.reuses_containers:
+        # Expected outputs that are not literals run first, on the request's own sandboxes, and every
+        # answer only once they are done: nothing of theirs is left where an answer could look (the
+        # fork-server relays through fork-private memory, docs/security-model.md).
+        first, answer_runs = await service.run_stages(policy, [expression_specs(keys, policy), answer_specs])
+        evaluated = _collect(keys, first, policy.azr.expressions_per_run)
+        values.update(await _retried(service, policy, policy, keys, evaluated))
+    else:
+        # A reusing policy's sandboxes serve later requests, so expected outputs run apart, on sandboxes
+        # of a per-request policy, at the same time as the answers.
+        isolated = _isolated_policy(service, policy) if keys else policy  # refuses before anything runs
+        evaluated, answer_runs = await asyncio.gather(
+            _evaluated(service, policy, isolated, keys),
+            service.run(policy, answer_specs) if answer_specs else _nothing(),
+        )
+        values.update(evaluated)
     runs = iter(answer_runs)
     final: list[tuple[CheckResult, RunResult | None]] = []
     for item in plans:
@@ -354,10 +361,22 @@ async def _evaluated(
     if not keys:
         return {}
     evaluated = await service.run(isolated, expression_specs(keys, policy))
-    values = _collect(keys, evaluated, policy.azr.expressions_per_run)
+    return await _retried(
+        service, policy, isolated, keys, _collect(keys, evaluated, policy.azr.expressions_per_run)
+    )
+
+
+async def _retried(
+    service: Service,
+    policy: SandboxPolicy,
+    isolated: SandboxPolicy,
+    keys: list[ExpressionKey],
+    values: dict[ExpressionKey, CallOutcome | None],
+) -> dict[ExpressionKey, CallOutcome | None]:
+    """``values``, with the keys of chunks that failed as a whole (one hostile expression can time a
+    chunk out) evaluated again, one per process, on fresh sandboxes of ``isolated``."""
     missing = [key for key in keys if values.get(key) is None]
     if missing and policy.azr.expressions_per_run > 1:
-        # A chunk failed as a whole (one hostile expression can time it out): retry one per process.
         single = policy.model_copy(update={"azr": policy.azr.model_copy(update={"expressions_per_run": 1})})
         retried = await service.run(isolated, expression_specs(missing, single))
         values.update(_collect(missing, retried, 1))

@@ -3,7 +3,7 @@
 DESIGN.md §1: expected outputs never enter the sandbox that runs an answer. Most AZR outputs are
 literals (``[1, 2]``, ``{'a': (1, 'x')}``), which this module turns into values by walking the
 ``ast`` (no ``eval``, no ``literal_eval`` recursion limits). The rest (``Counter({...})``,
-``deque([...])``) are evaluated in sandboxes of their own that never run an answer.
+``deque([...])``) are evaluated in sandboxes before any answer runs there (docs/azr.md).
 """
 
 from __future__ import annotations
