@@ -84,10 +84,10 @@ class Executor:
         for index in range(len(specs)):
             queue.put_nowait(index)
         retried: set[int] = set()
-        workers = [
+        workers = [  # slot by slot across the sandboxes, so that a short batch reaches all of them
             self._worker(pool, sandbox, specs, queue, results, request_id, retried, compiler)
-            for sandbox in sandboxes
             for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
+            for sandbox in sandboxes
         ]
         await asyncio.gather(*workers)
         while not queue.empty():  # every leased sandbox died: finish on fresh ones
