@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from .runner.protocol import FRAME_VERSION, HEADER
 
@@ -30,28 +27,6 @@ class ResultFrame:
     values: tuple[Any, ...]  # still tagged; decode with sandboxd.canonical
 
 
-_INVALID = object()
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer orjson might read as a float (beyond 64 bits)
-_FEW_BRACKETS = 512
-
-
-def _loads(data: bytes) -> Any:
-    """``json.loads``, or ``_INVALID`` where it raises. orjson reads most frames 2-4x as fast, to the same
-    value. It reads integers beyond 64 bits as floats, so any run of 19 digits (in a string too: tagged
-    ints are strings) goes to json. So does a frame that could nest deeper than json's recursion limit
-    lets it read (orjson reads 1,024 levels, json fewer the deeper its caller): 512 brackets or more.
-    What orjson refuses (lone surrogates, NaN) goes to json too, and json then decides."""
-    if data.count(b"[") + data.count(b"{") < _FEW_BRACKETS and not _LONG_DIGITS.search(data):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        return _INVALID
-
-
 def parse_frame(raw: bytes, nonce: str) -> ResultFrame | None:
     """Return the frame, or None when it is missing, malformed, forged or has trailing bytes."""
     if len(raw) < HEADER.size:
@@ -59,8 +34,9 @@ def parse_frame(raw: bytes, nonce: str) -> ResultFrame | None:
     (length,) = HEADER.unpack_from(raw)
     if HEADER.size + length != len(raw):
         return None
-    body = _loads(raw[HEADER.size :])
-    if body is _INVALID:
+    try:
+        body = json.loads(raw[HEADER.size :])
+    except (ValueError, RecursionError):
         return None
     if not isinstance(body, dict) or body.get("v") != FRAME_VERSION:
         return None
