@@ -117,9 +117,13 @@ def test_leak_through_a_returned_value_fires(client: httpx.Client, hook: Webhook
     assert_fired(client, hook, "honeytoken.env", secret.strip("'"))
 
 
-def test_leak_through_a_literal_answer_fires(client: httpx.Client, hook: WebhookReceiver) -> None:
+@pytest.mark.parametrize("escaped", [False, True], ids=["plain", "escaped"])
+def test_leak_through_a_literal_answer_fires(
+    client: httpx.Client, hook: WebhookReceiver, escaped: bool
+) -> None:
     """A literal deduction answer is read without a run (docs/azr.md, "Literal answers"); one that carries
-    the canary fires as the run's values would have."""
+    the canary fires as the run's values would have, also when its text spells it in escapes (the value
+    is searched, not the text)."""
     task = {
         "task_type": "deduction",
         "program": "def f(name):\n    import os\n    return os.environ.get(name)",
@@ -128,7 +132,8 @@ def test_leak_through_a_literal_answer_fires(client: httpx.Client, hook: Webhook
     secret = client.post("/v1/azr/validate", json={"tasks": [task]}).json()["results"][0]["outputs"][0]
     assert len(secret) > 30
     assert client.post("/v1/admin/resume", json={"reason": "learned the canary"}).status_code == 200
-    answer = {"task_type": "deduction", "answer": secret, "expected_output": secret}
+    text = "'" + "".join(f"\\x{ord(c):02x}" for c in secret.strip("'")) + "'" if escaped else secret
+    answer = {"task_type": "deduction", "answer": text, "expected_output": secret}
     response = client.post("/v1/azr/check", json={"answers": [answer]})
     assert response.status_code == 200, response.text
     [result] = response.json()["results"]

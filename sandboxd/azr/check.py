@@ -277,9 +277,7 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
     ]
     judged = await _judged(service, policy, plans, memo)
     final = [result for result, _ in judged]
-    literals = [
-        answer.answer for answer, item in zip(request.answers, plans, strict=True) if item.literal is not None
-    ]
+    literals = [item.literal.tagged for item in plans if item.literal is not None]
     if literals:  # what observe_runs searches a run's values for (honeytokens)
         await service.sentinel.observe_literals(policy.name, literals)
     # Post-execution checks and the induction hard-coding detector (DESIGN.md §4 step 6).

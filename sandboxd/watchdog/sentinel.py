@@ -189,37 +189,34 @@ class Sentinel:
             return
         for result in results:
             values = _values_text(result.frame.values) if result.frame is not None else ""
-            for rule in self.honeytokens.leaks(result.stdout, result.stderr, values):
-                await self.fire(
-                    rule,
-                    {
-                        "kind": "honeytoken",
-                        "how": "leaked",
-                        "policy": policy,
-                        "sandbox_id": result.sandbox_id,
-                        "evidence": "a canary secret appeared in the run's output, stderr or values",
-                        "status": result.status.value,
-                    },
-                )
+            evidence = "a canary secret appeared in the run's output, stderr or values"
+            await self._leaked(policy, (result.stdout, result.stderr, values), evidence, result)
 
-    async def observe_literals(self, policy: str, texts: Sequence[str]) -> None:
-        """Fire for every literal answer read on the trusted side (no run) that shows a honeytoken, as
-        ``observe_runs`` would have for its run's values."""
+    async def observe_literals(self, policy: str, values: Sequence[Any]) -> None:
+        """Fire for every literal answer read on the trusted side (no run) whose value shows a honeytoken,
+        as ``observe_runs`` would have for its run's values. ``values`` are tagged, as in a frame: the
+        decoded strings are searched, so escapes in the answer's text cannot hide a canary."""
         if self.honeytokens is None:
             return
-        for text in texts:
-            for rule in self.honeytokens.leaks(text):
-                await self.fire(
-                    rule,
-                    {
-                        "kind": "honeytoken",
-                        "how": "leaked",
-                        "policy": policy,
-                        "sandbox_id": None,
-                        "evidence": "a canary secret appeared in a literal answer",
-                        "status": "ok",
-                    },
-                )
+        for value in values:
+            evidence = "a canary secret appeared in a literal answer's value"
+            await self._leaked(policy, (_values_text([value]),), evidence, None)
+
+    async def _leaked(self, policy: str, texts: Sequence[str], evidence: str, run: RunResult | None) -> None:
+        """Fire each honeytoken rule whose canary is in ``texts`` (what ``run`` showed, or a literal's value)."""
+        assert self.honeytokens is not None
+        for rule in self.honeytokens.leaks(*texts):
+            await self.fire(
+                rule,
+                {
+                    "kind": "honeytoken",
+                    "how": "leaked",
+                    "policy": policy,
+                    "sandbox_id": run.sandbox_id if run is not None else None,
+                    "evidence": evidence,
+                    "status": run.status.value if run is not None else Status.OK.value,
+                },
+            )
 
     async def observe_answers(self, answers: Sequence[Answer], results: Sequence[CheckResult]) -> None:
         """``observe_answer`` for each answer of a ``/v1/azr/check`` request and its result."""
