@@ -37,28 +37,27 @@ _LAUNCH = "import sys; from sandboxd.cli import main; sys.argv[0] = 'sandboxd'; 
 
 @contextlib.contextmanager
 def side(tag: str, checkout: str | None, policies: str | None) -> Iterator[common.Daemon]:
-    """A daemon of one side; ``-P`` keeps the working directory (this tree) off the path of a checkout."""
+    """A daemon of one side; ``-P`` keeps the working directory (this tree) off the path of a checkout.
+
+    The daemon takes its environment when it starts, so the caller's is restored right after (the
+    other side starts from it)."""
     saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "SANDBOXD_POLICIES_DIR")}
     launcher: tuple[str, ...] = (str(common.SANDBOXD),)
-    if checkout:
-        os.environ["PYTHONPATH"] = str(Path(checkout).resolve())
-        launcher = (sys.executable, "-P", "-c", _LAUNCH)
-    if policies:
-        os.environ["SANDBOXD_POLICIES_DIR"] = str(Path(policies).resolve())
-    try:
-        with common.running_daemon(tag=tag, launcher=launcher) as daemon:
-            for name, value in saved.items():  # the other side starts from the caller's environment
+    with contextlib.ExitStack() as stack:
+        try:
+            if checkout:
+                os.environ["PYTHONPATH"] = str(Path(checkout).resolve())
+                launcher = (sys.executable, "-P", "-c", _LAUNCH)
+            if policies:
+                os.environ["SANDBOXD_POLICIES_DIR"] = str(Path(policies).resolve())
+            daemon = stack.enter_context(common.running_daemon(tag=tag, launcher=launcher))
+        finally:
+            for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-            yield daemon
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        yield daemon
 
 
 def main() -> None:

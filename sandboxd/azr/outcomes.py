@@ -84,7 +84,7 @@ def call_outcomes(result: RunResult, expected: int) -> list[CallOutcome] | tuple
     outcomes: list[CallOutcome] = []
     try:
         for tagged in values:
-            outcomes.append(_outcome(tagged))
+            outcomes.append(outcome_of_tagged(tagged))
     except DecodeError as exc:
         return Reason.NON_CANONICAL_OUTPUT, f"undecodable value: {exc}"
     return outcomes
@@ -93,10 +93,6 @@ def call_outcomes(result: RunResult, expected: int) -> list[CallOutcome] | tuple
 def outcome_of_tagged(tagged: Any) -> CallOutcome:
     """One call's outcome from its tagged result (``("ok", value, repr)`` or ``("error", name)``);
     raises :class:`~sandboxd.canonical.DecodeError` when it has another shape."""
-    return _outcome(tagged)
-
-
-def _outcome(tagged: Any) -> CallOutcome:
     if not (
         isinstance(tagged, list) and len(tagged) == 2 and tagged[0] == "t" and isinstance(tagged[1], list)
     ):
