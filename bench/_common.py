@@ -265,6 +265,25 @@ def running_daemon(
             shutil.rmtree(scratch_data, ignore_errors=True)
 
 
+def wait_quiet(daemon: Daemon, timeout: float = 120.0) -> None:
+    """Wait until every pool is back at its full warm count with nothing starting: no container start or
+    teardown left from earlier work competes with what is measured next (both sides of a comparison).
+
+    An AZR trainer calls the executor in bursts between minutes of GPU work, so each burst finds the pools
+    refilled; ``wait_ready`` alone waits only for one warm sandbox per pool.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pools = daemon.readiness().get("pools", {})
+        # (a daemon older than these fields counts as quiet with one warm sandbox per pool)
+        if all(p["warm"] >= p.get("target", 1) and p.get("starting", 0) == 0 for p in pools.values()):
+            time.sleep(0.3)  # the last start's teardowns and the engine's own bookkeeping
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"pools did not refill: {pools}")
+        time.sleep(0.1)
+
+
 def wait_ready(daemon: Daemon, timeout: float = 60.0, warm: dict[str, int] | None = None) -> None:
     """Wait until every pool has a warm sandbox again (pools refill in the background).
 

@@ -283,7 +283,13 @@ class Service:
 
     def readiness(self) -> dict[str, Any]:
         pools = {
-            name: {"warm": len(pool.warm), "ready": pool.ready, "last_error": pool.last_error}
+            name: {
+                "warm": len(pool.warm),
+                "starting": pool.starting,
+                "target": pool.policy.pool.warm_containers,
+                "ready": pool.ready,
+                "last_error": pool.last_error,
+            }
             for name, pool in self.pools.items()
         }
         reason = "shutting down" if self.draining else self.unavailable or self.ledger.problem

@@ -176,6 +176,10 @@ def test_health_and_readiness(client: httpx.Client) -> None:
     ready = client.get("/readyz").json()
     assert ready["ready"] is True
     assert set(ready["pools"]) >= {"default", "pooled"}
+    default = ready["pools"]["default"]
+    assert default["warm"] >= 1
+    assert default["target"] >= 1
+    assert default["starting"] >= 0
     client.post("/v1/runs", json={"code": "pass"})
     metrics = client.get("/metrics").text
     assert 'sandboxd_runs_total{policy="default",status="ok"}' in metrics
