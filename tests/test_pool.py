@@ -12,7 +12,7 @@ from sandboxd.exceptions import PoolExhausted
 from sandboxd.executor import Executor
 from sandboxd.metrics import Metrics
 from sandboxd.policy import SandboxPolicy, load_policies
-from sandboxd.pool import Pool
+from sandboxd.pool import RETIRE_DELAY_SECONDS, Pool
 from sandboxd.run import RunSpec
 from sandboxd.service import configure_message, sandbox_spec
 from sandboxd.settings import BUILTIN_POLICIES, Settings
@@ -93,6 +93,36 @@ def test_per_request_sandboxes_are_destroyed_after_use() -> None:
         assert first[0].sandbox_id != second[0].sandbox_id
         await settle(lambda: backend.destroyed >= 2)
         await pool.close()
+
+    run(body)
+
+
+def test_used_sandboxes_are_destroyed_after_the_request_has_answered() -> None:
+    """A released per-request sandbox waits RETIRE_DELAY_SECONDS before its destroy (which would slow
+    the request's response), is never leased again meanwhile, and a closing pool destroys it at once."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=1, max_requests_per_container=1)
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 1)
+        [used] = await pool.lease(1)
+        pool.release(used)
+        await asyncio.sleep(RETIRE_DELAY_SECONDS / 4)
+        assert backend.destroyed == 0
+        assert used in pool.retiring
+        assert used not in pool.warm
+        await settle(lambda: backend.destroyed == 1 and not pool.retiring)
+        await settle(lambda: len(pool.warm) == 1)
+        [again] = await pool.lease(1)
+        assert again is not used
+        pool.release(again)
+        await pool.close()  # before the delay: destroyed now, and only once
+        assert isinstance(again.handle, FakeHandle)
+        assert again.handle.destroyed
+        count = backend.destroyed
+        await asyncio.sleep(RETIRE_DELAY_SECONDS * 2)
+        assert backend.destroyed == count
 
     run(body)
 
