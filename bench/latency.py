@@ -81,7 +81,7 @@ def _queue_wait(daemon: common.Daemon, policy: str) -> tuple[float, float]:
 
 def open_loop(daemon: common.Daemon, policy: str, rate: float, count: int) -> dict[str, Any]:
     """Also profiles host CPU per request (coarsely, at 2 Hz) and reads the pool's queue wait."""
-    common.wait_ready(daemon)
+    common.wait_quiet(daemon)  # no container start or teardown left from earlier work
     wait_sum, wait_count = _queue_wait(daemon, policy)
     profile = common.CpuProfile(daemon, interval=0.5)
     with profile:
@@ -94,7 +94,7 @@ def open_loop(daemon: common.Daemon, policy: str, rate: float, count: int) -> di
 
 
 def back_to_back(daemon: common.Daemon, policy: str, count: int) -> dict[str, Any]:
-    common.wait_ready(daemon)
+    common.wait_quiet(daemon)
     client_seconds: list[float] = []
     server_seconds: list[float] = []
     statuses: collections.Counter[str] = collections.Counter()

@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with common.running_daemon(tag="all") as daemon:
         results["instance"] = daemon.instance
         for name, module in parts:
-            common.wait_ready(daemon)
+            common.wait_quiet(daemon)  # each part starts with the pools full and nothing starting
             results[name] = module.measure(daemon, args)
             rows += module.targets(results[name])
         peak = daemon.rss.peak_bytes
