@@ -126,8 +126,12 @@ SHELLCODE_RETURN_42 = _shellcode(0x48, 0xC7, 0xC0, 0x2A, 0, 0, 0, 0xC3)  # mov r
 SHELLCODE_SOCKET = _shellcode(
     0xB8, 41, 0, 0, 0, 0xBF, 2, 0, 0, 0, 0xBE, 1, 0, 0, 0, 0x31, 0xD2, 0x0F, 0x05, 0xC3
 )
-# mov eax, 2 (fork in the i386 table); int 0x80; ret: the 32-bit ABI is a different seccomp arch
-SHELLCODE_INT80_FORK = _shellcode(0xB8, 2, 0, 0, 0, 0xCD, 0x80, 0xC3)
+# xor edi, edi; mov esi, 0x41; mov eax, 2 (fork in the i386 table); int 0x80; ret: the 32-bit ABI is a
+# different seccomp arch, which the filter kills. gVisor has no 32-bit ABI and runs int 0x80 as the
+# 64-bit syscall of that number, open(rdi, rsi): with rsi (the flags) left to chance, whether that open
+# passed the filter's read-only check depended on the interpreter's registers. O_WRONLY | O_CREAT makes
+# it one the filter always kills there too.
+SHELLCODE_INT80_FORK = _shellcode(0x31, 0xFF, 0xBE, 0x41, 0, 0, 0, 0xB8, 2, 0, 0, 0, 0xCD, 0x80, 0xC3)
 
 # Reads the process's own memory (inherited from the fork-server) without faulting: write(2)
 # from an unmapped address fails with EFAULT instead of crashing. Prints every "MARKER-..." found.

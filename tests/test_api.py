@@ -170,6 +170,24 @@ def test_empty_batch_is_rejected(client: httpx.Client) -> None:
     assert client.post("/v1/runs/batch", json={"runs": []}).status_code == 422
 
 
+def test_children_inherit_no_seccomp_compiler_modules(client: httpx.Client) -> None:
+    """The fork-server compiles its seccomp filter in a throwaway process (syscalls.compile_filter_apart):
+    pyseccomp and what it imports (typing, shutil, subprocess, ctypes.util...) never enter the heap that
+    every child inherits, and copies on fork and tears down on exit."""
+    code = (
+        "import sys\n"
+        "print(sorted(m for m in ('pyseccomp', 'typing', 'shutil', 'subprocess', 'ctypes.util', 'tempfile')"
+        " if m in sys.modules))"
+    )
+    for policy in ("default", "pooled"):
+        body = client.post("/v1/runs", json={"code": code, "policy": policy}).json()
+        assert body["status"] == "ok", body
+        assert body["stdout"] == "[]\n", body["stdout"]
+    numpy = client.post("/v1/runs", json={"code": "import numpy\n" + code}).json()  # the heavy zygote's
+    assert numpy["status"] == "ok", numpy
+    assert "pyseccomp" not in numpy["stdout"], numpy["stdout"]
+
+
 def test_health_and_readiness(client: httpx.Client) -> None:
     """healthz is up, readyz reports every pool warm, metrics expose run counters."""
     assert client.get("/healthz").json() == {"status": "ok"}

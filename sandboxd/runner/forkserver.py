@@ -37,7 +37,7 @@ from .forking import Forker
 from .private import Inbox, PrivateMemory, write_all
 from .protocol import RUN_SECTIONS, ProtocolError, encode_header, section_sizes
 from .spare import NativeSpares, Spawner, control_message, from_environment
-from .syscalls import FilterLoader, compile_filter
+from .syscalls import FilterLoader, compile_filter_apart
 from .zygote import Zygotes
 
 TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
@@ -227,7 +227,7 @@ class ForkServer:
             if message.get("bpf"):  # an exec'd zygote gets PID 1's compiled program
                 loader = FilterLoader(base64.b64decode(message["bpf"]))
             else:
-                loader = FilterLoader(compile_filter(message["syscalls"]))
+                loader = FilterLoader(compile_filter_apart(message["syscalls"]))
         except (KeyError, ValueError, OSError) as exc:
             self.send({"op": "error", "message": f"seccomp: {exc}"})
             self.closing = True

@@ -84,6 +84,49 @@ def compile_filter(allowed: Iterable[str]) -> bytes:
     return program
 
 
+def compile_filter_apart(allowed: Iterable[str]) -> bytes:
+    """:func:`compile_filter` in a short-lived child process, so its imports stay out of this one.
+
+    ``pyseccomp`` imports ``ctypes.util`` (which runs ``ldconfig``), ``typing``, ``subprocess``,
+    ``shutil``, ``tempfile``, ``bz2``, ``lzma`` and more: 1.5 MB of heap that the fork-server would
+    otherwise carry into every child, whose fork and exit cost grows with it (docs/design.md, "The
+    fork-server's heap"). The child writes a status byte (0: the program follows; 1: why it failed,
+    raised here as ``ValueError``), then exits.
+    """
+    names = sorted(set(allowed))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns from here
+        status = 1
+        try:
+            os.close(read_end)
+            try:
+                reply = b"\x00" + compile_filter(names)
+            except Exception as exc:  # any failure, reported to the parent as it would have been raised
+                why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+                reply = b"\x01" + why.encode("utf-8", "replace")
+            view = memoryview(reply)
+            while view:
+                view = view[os.write(write_end, view) :]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks = []
+    try:
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    reply = b"".join(chunks)
+    if reply[:1] == b"\x00" and len(reply) > 1:
+        return reply[1:]
+    raise ValueError(
+        reply[1:].decode("utf-8", "replace") if reply else "the seccomp compiler exited silently"
+    )
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
 
