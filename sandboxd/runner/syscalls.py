@@ -20,6 +20,8 @@ import errno
 import os
 from collections.abc import Iterable
 
+from .private import write_all
+
 O_ACCMODE = 0o3
 O_CREAT = 0o100
 O_TRUNC = 0o1000
@@ -105,9 +107,7 @@ def compile_filter_apart(allowed: Iterable[str]) -> bytes:
             except Exception as exc:  # any failure, reported to the parent as it would have been raised
                 why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
                 reply = b"\x01" + why.encode("utf-8", "replace")
-            view = memoryview(reply)
-            while view:
-                view = view[os.write(write_end, view) :]
+            write_all(write_end, [reply])
             status = 0
         finally:
             os._exit(status)
