@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,6 +265,18 @@ def running_daemon(
             shutil.rmtree(scratch_data, ignore_errors=True)
 
 
+def _wait_for(daemon: Daemon, condition: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> None:
+    """Poll ``/readyz`` until ``condition`` holds for its body; ``what`` names the failure after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = daemon.readiness()
+        if condition(state):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: {state}")
+        time.sleep(0.1)
+
+
 def wait_quiet(daemon: Daemon, timeout: float = 120.0) -> None:
     """Wait until every pool is back at its full warm count with nothing starting: no container start or
     teardown left from earlier work competes with what is measured next (both sides of a comparison).
@@ -272,16 +284,14 @@ def wait_quiet(daemon: Daemon, timeout: float = 120.0) -> None:
     An AZR trainer calls the executor in bursts between minutes of GPU work, so each burst finds the pools
     refilled; ``wait_ready`` alone waits only for one warm sandbox per pool.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        pools = daemon.readiness().get("pools", {})
+
+    def quiet(state: dict[str, Any]) -> bool:
         # (a daemon older than these fields counts as quiet with one warm sandbox per pool)
-        if all(p["warm"] >= p.get("target", 1) and p.get("starting", 0) == 0 for p in pools.values()):
-            time.sleep(0.3)  # the last start's teardowns and the engine's own bookkeeping
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"pools did not refill: {pools}")
-        time.sleep(0.1)
+        pools = state.get("pools", {}).values()
+        return all(p["warm"] >= p.get("target", 1) and p.get("starting", 0) == 0 for p in pools)
+
+    _wait_for(daemon, quiet, timeout, "pools did not refill")
+    time.sleep(0.3)  # the last start's teardowns and the engine's own bookkeeping
 
 
 def wait_ready(daemon: Daemon, timeout: float = 60.0, warm: dict[str, int] | None = None) -> None:
@@ -290,15 +300,12 @@ def wait_ready(daemon: Daemon, timeout: float = 60.0, warm: dict[str, int] | Non
     With ``warm`` ({policy: count}), wait until those pools hold at least that many warm sandboxes,
     so that a batch can lease all the containers it may fan out over.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        state = daemon.readiness()
+
+    def ready(state: dict[str, Any]) -> bool:
         pools = state.get("pools", {})
-        if state.get("ready") and all(pools[name]["warm"] >= n for name, n in (warm or {}).items()):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"pools did not become ready again: {state}")
-        time.sleep(0.1)
+        return bool(state.get("ready")) and all(pools[name]["warm"] >= n for name, n in (warm or {}).items())
+
+    _wait_for(daemon, ready, timeout, "pools did not become ready again")
 
 
 FORK_SERVERS = "fork-servers + runs"
