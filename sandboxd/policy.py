@@ -43,6 +43,9 @@ class PoolOptions(_Frozen):
     """The warm pool of started containers for this policy."""
 
     warm_containers: int = Field(2, ge=0, le=256)
+    # While requests hold sandboxes, the pool starts replacements only to keep this many warm (plus one
+    # per waiting lease); the rest start once it is quiet (pool.QUIET_SECONDS). None: warm_containers.
+    busy_warm_containers: int | None = Field(None, ge=0, le=256)
     max_starting: int = Field(2, ge=1, le=64)  # container starts in flight at once
     max_requests_per_container: int = Field(1, ge=1)  # 1 = no two requests ever share a container
     max_runs_per_container: int = Field(10_000, ge=1)

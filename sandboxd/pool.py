@@ -3,8 +3,13 @@
 The pool keeps ``warm_containers`` sandboxes ready (plus one per waiting lease), starts at most
 ``max_starting`` at once, and backs off while the engine fails. Used sandboxes come back through
 :meth:`Pool.release`: a policy that allows reuse puts them back, otherwise they are destroyed in
-the background shortly after (``RETIRE_DELAY_SECONDS``, once the request has answered). A sandbox
-that dies while idle is dropped and replaced.
+the background. A sandbox that dies while idle is dropped and replaced.
+
+Starting and destroying containers is maintenance, and it waits for a quiet pool: while requests
+hold sandboxes (or did less than ``QUIET_SECONDS`` ago), the pool tops up only to
+``busy_warm_containers`` and keeps used sandboxes in ``retiring`` (at most ``MAX_RETIRING``); the rest
+happens once it is quiet. A container's start and teardown cost the engine and the kernel about
+0.3 core-seconds, which a running request would otherwise share its cores with (docs/design.md, "Pools").
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from .sandbox import Sandbox, SandboxState
 
 log = logging.getLogger(__name__)
 _MAX_BACKOFF_SECONDS = 10.0
-# A used sandbox is destroyed this long after its release, not at once: the release comes before the
-# request's ledger entry and response, and a destroy right then (the engine's kill and teardown, the
-# engine client's call in a thread of this process) slowed that response by about 7 ms, a third of a
-# single run's latency under the default policy (docs/design.md, "Pools").
-RETIRE_DELAY_SECONDS = 0.1
+# The pool is quiet once nothing is leased and nothing was leased or released for this long. A used
+# sandbox is destroyed then, not at its release: the release comes before the request's ledger entry
+# and response, and a destroy right then (the engine's kill and teardown, the engine client's call in a
+# thread of this process) slowed that response by about 7 ms, a third of a single run's latency under
+# the default policy. A trainer's next request of a step (check after validate) comes sooner.
+QUIET_SECONDS = 0.1
+MAX_RETIRING = 8  # more used sandboxes than this waiting for quiet: the oldest is destroyed at once
 
 
 class Pool:
@@ -52,7 +59,7 @@ class Pool:
         self.warm: collections.deque[Sandbox] = collections.deque()
         self.starting = 0
         self.leased: set[Sandbox] = set()
-        self.retiring: set[Sandbox] = set()  # released for good, destroyed after RETIRE_DELAY_SECONDS
+        self.retiring: dict[Sandbox, None] = {}  # released for good, destroyed once quiet; oldest first
         self.waiters = 0
         self.last_error: str | None = None
         self.outage: str | None = None  # set by the service while the engine cannot isolate
@@ -62,6 +69,8 @@ class Pool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._backoff = 0.0
         self._retry_at = 0.0
+        self._last_activity = -QUIET_SECONDS  # the clock at the last lease or release
+        self._maintenance: asyncio.TimerHandle | None = None
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -89,6 +98,25 @@ class Pool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _quiet(self) -> bool:
+        return not self.leased and self.clock() - self._last_activity >= QUIET_SECONDS
+
+    def _maintain_later(self) -> None:
+        if self._maintenance is None and not self.closed:
+            self._maintenance = asyncio.get_running_loop().call_later(QUIET_SECONDS, self._maintain)
+
+    def _maintain(self) -> None:
+        """Once quiet: destroy the used sandboxes and start the deferred replacements."""
+        self._maintenance = None
+        if self.closed:
+            return
+        if not self._quiet():
+            self._maintain_later()
+            return
+        while self.retiring:
+            self._destroy_oldest_retired()
+        self._refill()
+
     def _refill(self) -> None:
         """Start sandboxes until warm + starting covers the target, within max_starting."""
         if self.closed or self.clock() < self._retry_at:
@@ -96,8 +124,14 @@ class Pool:
         self._drop_dead()
         # Leased sandboxes that will come back (reuse policies) count towards the target.
         returning = sum(1 for box in self.leased if self._reusable(box, extra_request=True))
-        target = self.policy.pool.warm_containers + self.waiters - returning
-        while self.starting < self.policy.pool.max_starting and len(self.warm) + self.starting < target:
+        options = self.policy.pool
+        target = options.warm_containers + self.waiters - returning
+        if options.busy_warm_containers is not None and not self._quiet():
+            busy_target = options.busy_warm_containers + self.waiters - returning
+            if busy_target < target:
+                target = busy_target
+                self._maintain_later()  # the rest once quiet
+        while self.starting < options.max_starting and len(self.warm) + self.starting < target:
             self.starting += 1
             self._spawn(self._start_one())
         self._publish()
@@ -196,12 +230,14 @@ class Pool:
             sandbox.state = SandboxState.LEASED
             self.leased.add(sandbox)
             taken.append(sandbox)
+        self._last_activity = self.clock()
         self._refill()
         return taken
 
     def release(self, sandbox: Sandbox) -> None:
         """Return a sandbox after a request: keep it warm if the policy allows, else retire it."""
         self.leased.discard(sandbox)
+        self._last_activity = self.clock()
         sandbox.requests_served += 1
         if self._reusable(sandbox) and len(self.warm) < max(1, self.policy.pool.warm_containers):
             sandbox.state = SandboxState.WARM
@@ -209,14 +245,16 @@ class Pool:
             self._spawn(self._notify())
         else:
             sandbox.state = SandboxState.RETIRING
-            self.retiring.add(sandbox)
-            asyncio.get_running_loop().call_later(RETIRE_DELAY_SECONDS, self._destroy_retired, sandbox)
+            self.retiring[sandbox] = None
+            while len(self.retiring) > MAX_RETIRING:
+                self._destroy_oldest_retired()
+            self._maintain_later()
         self._refill()
 
-    def _destroy_retired(self, sandbox: Sandbox) -> None:
-        if sandbox in self.retiring:  # else close() has destroyed it already
-            self.retiring.discard(sandbox)
-            self._spawn(sandbox.destroy())
+    def _destroy_oldest_retired(self) -> None:
+        sandbox = next(iter(self.retiring))
+        del self.retiring[sandbox]
+        self._spawn(sandbox.destroy())
 
     def _on_death(self, sandbox: Sandbox) -> None:
         """A sandbox's stream ended. Idle ones are dropped and replaced now; leased ones on release."""
@@ -247,6 +285,9 @@ class Pool:
 
     async def close(self) -> None:
         self.closed = True
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            self._maintenance = None
         async with self._changed:
             self._changed.notify_all()  # waiting leases fail now (shutting down)
         boxes = list(self.warm) + list(self.leased) + list(self.retiring)

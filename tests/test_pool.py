@@ -12,7 +12,7 @@ from sandboxd.exceptions import PoolExhausted
 from sandboxd.executor import Executor
 from sandboxd.metrics import Metrics
 from sandboxd.policy import SandboxPolicy, load_policies
-from sandboxd.pool import RETIRE_DELAY_SECONDS, Pool
+from sandboxd.pool import MAX_RETIRING, QUIET_SECONDS, Pool
 from sandboxd.run import RunSpec
 from sandboxd.service import configure_message, sandbox_spec
 from sandboxd.settings import BUILTIN_POLICIES, Settings
@@ -97,32 +97,95 @@ def test_per_request_sandboxes_are_destroyed_after_use() -> None:
     run(body)
 
 
-def test_used_sandboxes_are_destroyed_after_the_request_has_answered() -> None:
-    """A released per-request sandbox waits RETIRE_DELAY_SECONDS before its destroy (which would slow
-    the request's response), is never leased again meanwhile, and a closing pool destroys it at once."""
+def test_used_sandboxes_are_destroyed_once_the_pool_is_quiet() -> None:
+    """A released per-request sandbox waits for a quiet pool before its destroy (which would slow the
+    request's response, or the next request), is never leased again meanwhile, and a closing pool
+    destroys it at once."""
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=1, max_requests_per_container=1)
+        pool = make_pool(backend, warm_containers=2, max_requests_per_container=1)
         await pool.start()
-        await settle(lambda: len(pool.warm) == 1)
+        await settle(lambda: len(pool.warm) == 2)
         [used] = await pool.lease(1)
         pool.release(used)
-        await asyncio.sleep(RETIRE_DELAY_SECONDS / 4)
+        await asyncio.sleep(QUIET_SECONDS / 4)
         assert backend.destroyed == 0
         assert used in pool.retiring
         assert used not in pool.warm
-        await settle(lambda: backend.destroyed == 1 and not pool.retiring)
-        await settle(lambda: len(pool.warm) == 1)
+        [held] = await pool.lease(1)  # a request running keeps the pool busy: nothing is destroyed
+        await asyncio.sleep(QUIET_SECONDS * 3)
+        assert backend.destroyed == 0
+        assert used in pool.retiring
+        pool.release(held)
+        await settle(lambda: backend.destroyed == 2 and not pool.retiring)
+        await settle(lambda: len(pool.warm) == 2)
         [again] = await pool.lease(1)
         assert again is not used
         pool.release(again)
-        await pool.close()  # before the delay: destroyed now, and only once
+        await pool.close()  # before the pool is quiet: destroyed now, and only once
         assert isinstance(again.handle, FakeHandle)
         assert again.handle.destroyed
         count = backend.destroyed
-        await asyncio.sleep(RETIRE_DELAY_SECONDS * 2)
+        await asyncio.sleep(QUIET_SECONDS * 3)
         assert backend.destroyed == count
+
+    run(body)
+
+
+def test_busy_pool_tops_up_only_to_busy_warm_containers() -> None:
+    """While sandboxes are leased the pool keeps busy_warm_containers warm (plus one per waiting lease)
+    and starts the rest once quiet; retiring sandboxes beyond MAX_RETIRING go at once."""
+
+    def configures(backend: FakeBackend) -> int:
+        return sum(1 for m in backend.received if m["op"] == "configure")
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=3, busy_warm_containers=1, max_starting=2)
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 3)
+        first = await pool.lease(2)
+        await asyncio.sleep(QUIET_SECONDS * 3)
+        assert len(pool.warm) == 1  # one warm is enough while busy: no start yet
+        assert pool.starting == 0
+        assert configures(backend) == 3
+        second = await pool.lease(1)
+        await settle(lambda: len(pool.warm) == 1)  # below one warm: a start at once, though busy
+        assert configures(backend) == 4
+        waiting = [asyncio.create_task(pool.lease(1)) for _ in range(3)]  # more than warm: started for them
+        held = [box for task in waiting for box in await task]
+        assert configures(backend) >= 6
+        for box in first + second + held:
+            pool.release(box)
+        assert len(pool.retiring) == 6
+        await settle(lambda: len(pool.warm) == 3 and not pool.retiring and pool.starting == 0)
+        assert backend.destroyed == 6
+        crowd = await pool.lease(1)
+        for _ in range(MAX_RETIRING + 2):  # released while busy: only MAX_RETIRING wait for quiet
+            [box] = await pool.lease(1)
+            pool.release(box)
+            assert len(pool.retiring) <= MAX_RETIRING
+        await settle(lambda: backend.destroyed >= 6 + 2)
+        pool.release(crowd[0])
+        await settle(lambda: not pool.retiring and len(pool.warm) == 3)
+        await pool.close()
+
+    run(body)
+
+
+def test_default_pool_refills_at_once_without_busy_warm_containers() -> None:
+    """busy_warm_containers None (the pooled policy): a lease starts its replacement at once."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=2, busy_warm_containers=None)
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 2)
+        held = await pool.lease(1)
+        await settle(lambda: len(pool.warm) == 2, seconds=QUIET_SECONDS / 2 + 1)
+        assert pool.leased == set(held)
+        await pool.close()
 
     run(body)
 
