@@ -122,6 +122,9 @@ class Executor:
                 return
             spec = specs[index]
             request = fork_request(spec, pool.policy, f"{request_id}-{index}", queue.qsize(), compiler)
+            zygote = request.header.get("zygote")
+            if zygote is not None:
+                pool.note_zygote(str(zygote))
             timeout = spec.limits.wall_time_seconds * _PIPELINE_DEPTH + _RESULT_GRACE_SECONDS
             try:
                 response = await sandbox.run(request.header, request.body, timeout)

@@ -37,6 +37,11 @@ _MAX_BACKOFF_SECONDS = 10.0
 # the default policy. A trainer's next request of a step (check after validate) comes sooner.
 QUIET_SECONDS = 0.1
 MAX_RETIRING = 8  # more used sandboxes than this waiting for quiet: the oldest is destroyed at once
+# A zygote (runner/zygote.py) that runs needed this recently is started by new sandboxes at configure,
+# in the warm pool, rather than by the first such run of a request: the heavy zygote's numpy import and
+# warm-up take about 0.1 core-seconds, which the request would otherwise share its cores with.
+PRESTARTABLE_ZYGOTES = ("heavy",)
+ZYGOTE_DEMAND_SECONDS = 600.0
 
 
 class Pool:
@@ -71,6 +76,7 @@ class Pool:
         self._retry_at = 0.0
         self._last_activity = -QUIET_SECONDS  # the clock at the last lease or release
         self._maintenance: asyncio.TimerHandle | None = None
+        self._zygote_demand: dict[str, float] = {}  # tag -> the clock when a run last needed it
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -144,7 +150,7 @@ class Pool:
                 handle = await self.backend.create(self.spec)
             sandbox = Sandbox(handle, self.name)
             sandbox.on_death = self._on_death
-            await sandbox.configure(self.configure_message, self.policy.container.start_timeout_seconds)
+            await sandbox.configure(self._configure(), self.policy.container.start_timeout_seconds)
         except asyncio.CancelledError:  # the pool is closing: never strand a started container or its socket
             if sandbox is not None:
                 with contextlib.suppress(Exception):
@@ -178,6 +184,17 @@ class Pool:
     async def _retry_later(self, delay: float) -> None:
         await asyncio.sleep(delay if not self.closed else 0)
         self._refill()
+
+    def note_zygote(self, tag: str) -> None:
+        """A run of this pool was sent to zygote ``tag``: new sandboxes start that zygote at configure."""
+        if tag in PRESTARTABLE_ZYGOTES:
+            self._zygote_demand[tag] = self.clock()
+
+    def _configure(self) -> dict[str, Any]:
+        """The configure message for a new sandbox, asking it to prestart the zygotes in recent demand."""
+        now = self.clock()
+        wanted = [tag for tag, seen in self._zygote_demand.items() if now - seen < ZYGOTE_DEMAND_SECONDS]
+        return {**self.configure_message, "prestart": wanted} if wanted else self.configure_message
 
     # -- leasing ----------------------------------------------------------------------------
     async def start(self) -> None:

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 class LocalForkServer(ProtocolPipe):
     """Configured like a pool configures one; ``native`` is its SANDBOXD_NATIVE_SPARES, if given."""
 
-    def __init__(self, scratch: Path, native: str | None = None) -> None:
+    def __init__(self, scratch: Path, native: str | None = None, **configure_extra: Any) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"}
         env.pop("SANDBOXD_CHANNEL", None)
         if native is not None:
@@ -32,7 +32,12 @@ class LocalForkServer(ProtocolPipe):
         super().__init__([sys.executable, "-m", "sandboxd.runner"], env)
         self.policy = load_policies(BUILTIN_POLICIES)["default"]
         assert self.next().header["op"] == "hello"
-        configure = {"op": "configure", **configure_message(self.policy), "scratch_root": str(scratch)}
+        configure = {
+            "op": "configure",
+            **configure_message(self.policy),
+            "scratch_root": str(scratch),
+            **configure_extra,
+        }
         self.send(encode_message(configure))
         self.configured = self.next().header
         assert self.configured["op"] == "configured", self.configured

@@ -99,3 +99,20 @@ def test_the_bare_fork_skips_python_at_fork_hooks_and_is_refused_with_threads() 
     assert report["bare"] == [7, ""]  # the child ran and exited; the at-fork hook never ran
     assert report["os"] == [7, "hook"]  # os.fork() runs it: the test can tell the two apart
     assert report["threaded"] is False  # with a second thread the fork-server falls back to os.fork()
+
+
+@pytest.mark.parametrize("prestart", [[], ["heavy"], ["heavy", "formal", "seed:3", "bogus"]])
+def test_configure_prestarts_only_the_heavy_zygote(tmp_path: Path, prestart: list[str]) -> None:
+    """``prestart: ["heavy"]`` starts the heavy zygote at configure, before any run needs it; other tags
+    are ignored; without it the zygote starts at the first run that mentions a heavy module."""
+    local = LocalForkServer(tmp_path, prestart=prestart)
+    try:
+        expected = ["heavy"] if "heavy" in prestart else []
+        assert local.configured["zygotes"] == expected
+        assert local.ping()["zygotes"] == expected
+        result = local.run("import numpy\nprint('heavy', 40 + 2)")
+        assert result["exit_code"] == 0, result
+        assert result["stdout"] == b"heavy 42\n"
+        assert local.ping()["zygotes"] == ["heavy"]  # started on first use when not prestarted
+    finally:
+        local.close()

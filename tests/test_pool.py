@@ -12,7 +12,7 @@ from sandboxd.exceptions import PoolExhausted
 from sandboxd.executor import Executor
 from sandboxd.metrics import Metrics
 from sandboxd.policy import SandboxPolicy, load_policies
-from sandboxd.pool import MAX_RETIRING, QUIET_SECONDS, Pool
+from sandboxd.pool import MAX_RETIRING, QUIET_SECONDS, ZYGOTE_DEMAND_SECONDS, Pool
 from sandboxd.run import RunSpec
 from sandboxd.service import configure_message, sandbox_spec
 from sandboxd.settings import BUILTIN_POLICIES, Settings
@@ -185,6 +185,44 @@ def test_default_pool_refills_at_once_without_busy_warm_containers() -> None:
         held = await pool.lease(1)
         await settle(lambda: len(pool.warm) == 2, seconds=QUIET_SECONDS / 2 + 1)
         assert pool.leased == set(held)
+        await pool.close()
+
+    run(body)
+
+
+def test_new_sandboxes_prestart_the_zygotes_that_runs_needed_lately() -> None:
+    """After a run that went to the heavy zygote, sandboxes configured from then on are asked to start it
+    at configure; before, and once ZYGOTE_DEMAND_SECONDS have passed, they are not. Other zygotes never."""
+
+    def prestarts(backend: FakeBackend) -> list[list[str] | None]:
+        return [m.get("prestart") for m in backend.received if m["op"] == "configure"]
+
+    async def body() -> None:
+        now = [1000.0]
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=1)
+        pool.clock = lambda: now[0]
+        executor = Executor({"default": pool})
+        limits = specs(1)[0].limits
+
+        async def one(code: str, **job: Any) -> None:
+            spec = RunSpec(job={"kind": "script", "code": code, **job}, limits=limits)
+            [result] = await executor.run_batch("default", [spec])
+            assert result.status == Status.OK
+            now[0] += QUIET_SECONDS  # each lease starts a replacement: the configures are counted below
+            await settle(lambda: len(pool.warm) == 1 and pool.starting == 0)
+
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 1)
+        await one("print(1)")
+        await one("print(1)", hash_seed=7)  # a seed:7 zygote: never prestarted
+        await one("import numpy\nprint(1)")  # its replacement was configured at its lease, before it ran
+        assert prestarts(backend) == [None, None, None, None]
+        await one("print(2)")
+        assert prestarts(backend)[-1] == ["heavy"]
+        now[0] += ZYGOTE_DEMAND_SECONDS
+        await one("print(3)")
+        assert prestarts(backend)[-1] is None
         await pool.close()
 
     run(body)

@@ -8,7 +8,8 @@ its own, at most ``max_parallel`` at a time. Children are forked a few at a time
 Heavy modules (numpy) make every fork and every exit slower, because the page tables to copy and
 tear down grow with them. So PID 1 preloads only the light modules, and a ``run`` tagged
 ``"zygote": "heavy"`` goes to a second fork-server (the *heavy zygote*) that PID 1 forks on first
-use, which imports the heavy modules and then serves over a socketpair. Both apply the identical
+use (or at ``configure``, given ``"prestart": ["heavy"]``), which imports the heavy modules and then
+serves over a socketpair. Both apply the identical
 lock-down; the tag only decides which warm image a child is forked from. It enforces wall time and output caps from outside the
 child with SIGKILL and reports usage from ``wait4``. It never interprets results: it forwards
 the child's raw result frame to the daemon, which decides the verdict.
@@ -197,6 +198,7 @@ class ForkServer:
                     "queued": len(self.queue),
                     "spares": len(self.spares),
                     "spawner": self.spawner is not None,
+                    "zygotes": sorted(self.zygotes.by_tag) if self.zygotes is not None else [],
                     "cpu_time_seconds": usage.ru_utime + usage.ru_stime,
                 }
             )
@@ -243,10 +245,18 @@ class ForkServer:
         self.prep = prep.measured(child.vm_size_bytes())
         self.memory.grew = False
         self.start_spawner()
+        # Zygotes the daemon expects runs for (runs that needed them lately): started now, while the
+        # container waits in the warm pool, instead of at the first such run, in the middle of a request.
+        prestarted = [
+            str(tag)
+            for tag in message.get("prestart", [])
+            if self.zygotes is not None and self.zygotes.prestart(str(tag))
+        ]
         self.send(
             {
                 "op": "configured",
                 "pid": os.getpid(),
+                "zygotes": prestarted,
                 "preload_failed": failed,
                 "private_memory": self.memory.advice,
                 "seconds": round(time.perf_counter() - started, 4),

@@ -1,4 +1,5 @@
-"""Zygotes: extra fork-servers that PID 1 starts on first use and relays to.
+"""Zygotes: extra fork-servers that PID 1 starts on first use (or at ``configure``, when the daemon
+asks for a ``prestart``) and relays to.
 
 - ``heavy``: forked from PID 1, imports the heavy modules (numpy) and forks children from that
   bigger image, so that every other fork stays small and fast.
@@ -67,6 +68,14 @@ class Zygotes:
         zygote.inflight.add(str(message.get("id")))
         write_all(zygote.fd, [whole])
         return True
+
+    def prestart(self, tag: str) -> bool:
+        """Start the ``heavy`` zygote before any run needs it (``configure``'s ``prestart``); whether it runs.
+
+        Only ``heavy``: a ``seed:N`` zygote serves one hash seed, and ``formal`` is rare."""
+        if tag != "heavy":
+            return False
+        return tag in self.by_tag or self._spawn(tag) is not None
 
     def _spawn(self, tag: str) -> Zygote | None:
         server = self.server
