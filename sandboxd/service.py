@@ -16,7 +16,7 @@ from typing import Any
 from .backends import load_backend
 from .backends.base import Backend, SandboxSpec
 from .exceptions import BackendUnavailable, SandboxdError, Unavailable, UnknownPolicy
-from .executor import Executor
+from .executor import Executor, RunFeed
 from .ledger.config import LedgerConfig
 from .ledger.entry import Kind
 from .ledger.recorder import Recorder
@@ -296,18 +296,21 @@ class Service:
         ready = reason is None and all(p["ready"] for p in pools.values())
         return {"ready": ready, "reason": reason, "pools": pools}
 
-    async def run(self, policy: SandboxPolicy, specs: Sequence[RunSpec]) -> list[RunResult]:
+    async def run(self, policy: SandboxPolicy, specs: Sequence[RunSpec] | RunFeed) -> list[RunResult]:
         [results] = await self.run_stages(policy, [specs])
         return results
 
     async def run_stages(
-        self, policy: SandboxPolicy, stages: Sequence[Sequence[RunSpec]]
+        self, policy: SandboxPolicy, stages: Sequence[Sequence[RunSpec] | RunFeed]
     ) -> list[list[RunResult]]:
         """``run`` for stages that share their sandboxes, each after the one before (Executor.run_stages)."""
+        feeds = [RunFeed.of(stage) for stage in stages]
+        if not await RunFeed.any_specs(feeds):  # every text was rejected on the trusted side
+            return [[] for _ in feeds]
         if self.unavailable is not None:
             raise Unavailable(f"isolation unavailable: {self.unavailable}")
         try:
-            finished = await self.executor.run_stages(policy.name, stages)
+            finished = await self.executor.run_stages(policy.name, feeds)
         except BackendUnavailable:
             await self._fail_if_engine_gone()
             raise

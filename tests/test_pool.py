@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sandboxd.exceptions import PoolExhausted
-from sandboxd.executor import Executor
+from sandboxd.executor import Executor, RunFeed
 from sandboxd.metrics import Metrics
 from sandboxd.policy import SandboxPolicy, load_policies
 from sandboxd.pool import MAX_RETIRING, QUIET_SECONDS, ZYGOTE_DEMAND_SECONDS, Pool
@@ -400,5 +400,105 @@ def test_admission_queue_is_bounded() -> None:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
         await pool.close()
+
+    run(body)
+
+
+def test_a_feed_runs_its_first_specs_before_it_is_closed() -> None:
+    """A ``RunFeed`` stage (how the AZR endpoints plan while they run): runs start as specs arrive, the
+    stage ends only once the feed is closed, and results keep the feed's order."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, fan_out=1, runs_per_container=512, warm_containers=1, max_parallel_runs=2)
+        await pool.start()
+        feed = RunFeed(bound=3)
+        running = asyncio.create_task(Executor({"default": pool}).run_stages("default", [feed]))
+        first, second, third = specs(3)
+        feed.put(first)
+        feed.put(second)
+        await settle(lambda: sum(kind == "result" for kind, _ in backend.log) == 2)
+        assert not running.done()  # the feed is still open
+        feed.put(third)
+        feed.close()
+        [results] = await running
+        assert [r.status for r in results] == [Status.OK] * 3
+        assert len({r.sandbox_id for r in results}) == 1
+        sent = [run_id.rsplit("-", 1)[1].split(".")[0] for kind, run_id in backend.log if kind == "run"]
+        assert sent == ["0", "1", "2"]
+        await pool.close()
+
+    run(body)
+
+
+def test_a_feed_that_closes_empty_leases_nothing() -> None:
+    """A request whose texts were all rejected on the trusted side costs no sandbox."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=1)
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 1)
+        feed = RunFeed(bound=5)
+        running = asyncio.create_task(Executor({"default": pool}).run_stages("default", [[], feed]))
+        await asyncio.sleep(0.05)
+        feed.close()
+        assert await running == [[], []]
+        assert backend.destroyed == 0
+        assert len(pool.warm) == 1
+        assert not backend.log
+        await pool.close()
+
+    run(body)
+
+
+def test_a_feed_stage_waits_for_the_stage_before_it() -> None:
+    """Specs fed while the first stage runs still start only once every run of it has been answered."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, fan_out=1, runs_per_container=512, warm_containers=1, max_parallel_runs=2)
+        await pool.start()
+        feed = RunFeed(bound=4)
+        for spec in specs(4):
+            feed.put(spec)
+        feed.close()
+        first, second = await Executor({"default": pool}).run_stages("default", [specs(6), feed])
+        assert len(first) == 6
+        assert len(second) == 4
+        stage = {run_id: "-s0-" in run_id for _, run_id in backend.log}
+        last_first = max(
+            i for i, (kind, run_id) in enumerate(backend.log) if kind == "result" and stage[run_id]
+        )
+        first_second = min(
+            i for i, (kind, run_id) in enumerate(backend.log) if kind == "run" and not stage[run_id]
+        )
+        assert last_first < first_second, backend.log
+        await pool.close()
+
+    run(body)
+
+
+def test_feed_order_and_retries() -> None:
+    """``next`` hands out specs in order, a retried one before anything not yet started, and ``None``
+    once the feed is closed and drained."""
+
+    async def body() -> None:
+        feed = RunFeed(bound=3, specs=specs(2))
+        assert await feed.next() == 0
+        feed.retry(0)
+        assert feed.backlog == 2
+        assert [await feed.next(), await feed.next()] == [0, 1]
+        waiting = asyncio.create_task(feed.next())
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        feed.put(specs(1)[0])
+        assert await waiting == 2
+        assert feed.unfinished
+        feed.close()
+        assert not feed.unfinished
+        assert await feed.next() is None
+        with pytest.raises(RuntimeError):
+            feed.put(specs(1)[0])
 
     run(body)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from sandboxd.azr.equality import equal
 from sandboxd.azr.literal import NotLiteral
 from sandboxd.azr.memo import TextMemo
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
+from sandboxd.azr.planning import planned_runs
 from sandboxd.azr.schemas import Answer, CheckRequest, CheckResult, Reason, Usage
 from sandboxd.azr.texts import (
     TextRejected,
@@ -31,7 +33,7 @@ from sandboxd.exceptions import RequestRejected
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
 from sandboxd.service import Service
-from sandboxd.watchdog.decision import combine
+from sandboxd.watchdog.decision import Decision, combine
 from sandboxd.watchdog.wiring import report, vetoed_detail
 
 ExpressionKey = tuple[tuple[str, ...], str]
@@ -244,38 +246,67 @@ def _isolated_policy(service: Service, policy: SandboxPolicy) -> SandboxPolicy:
     )
 
 
-def _literals(
-    keys: list[ExpressionKey], memo: TextMemo
-) -> tuple[dict[ExpressionKey, CallOutcome | None], list[ExpressionKey]]:
-    """Read literal expected outputs here (parsed once, by ``plan``); return them and the keys that need
-    a sandbox."""
-    values: dict[ExpressionKey, CallOutcome | None] = {}
-    rest: list[ExpressionKey] = []
-    for key in keys:
-        if _is_truncated(key[1]):
-            values[key] = None  # compared by truncated repr
+def _sandboxed_expected(
+    answers: Sequence[Answer], policy: SandboxPolicy, memo: TextMemo
+) -> list[ExpressionKey]:
+    """The expected outputs that need a sandbox (neither literals nor truncated records), checked here.
+
+    Found before any answer is planned, because they run first (``_judged``). Every answer counts: one
+    whose plan is rejected for its own texts has its expected outputs evaluated all the same, which
+    does no harm; a text ``plan`` would reject is never among them (the same checks, through ``memo``).
+    """
+    keys: set[ExpressionKey] = set()
+    for answer in answers:
+        texts = answer.outputs if answer.task_type == "induction" else [answer.expected_output]
+        if len(texts) > policy.azr.max_inputs:
             continue
         try:
-            values[key] = CallOutcome(ok=True, value=memo.literal(key[1]))
-        except NotLiteral:
-            rest.append(key)
-    return values, rest
+            imports = parse_import_list(answer.imports)
+            check_imports(imports)
+        except TextRejected:
+            continue
+        for text in texts:
+            if text is None or _is_truncated(text):
+                continue
+            try:
+                memo.literal(text)
+                continue
+            except NotLiteral:
+                pass
+            try:
+                memo.check(check_expression, text)
+            except TextRejected:
+                continue
+            keys.add((tuple(imports), text))
+    return sorted(keys)
+
+
+def _expected_value(
+    key: ExpressionKey, evaluated: dict[ExpressionKey, CallOutcome | None], memo: TextMemo
+) -> CallOutcome | None:
+    """A planned answer's expected output: evaluated in a sandbox, read here as a literal (``plan``
+    parsed it already), or ``None`` for a truncated record (compared by repr)."""
+    if key in evaluated:
+        return evaluated[key]
+    if _is_truncated(key[1]):
+        return None
+    return CallOutcome(ok=True, value=memo.literal(key[1]))
 
 
 async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) -> list[CheckResult]:
-    # The solver's text: the induction program, or the deduction/abduction answer text.
-    decisions = [
-        service.screen(policy, screened_text(answer.imports, answer.answer), "solver", answer.task_type)
-        for answer in request.answers
-    ]
     memo = TextMemo()
-    plans = [
-        Plan(rejection=_rejected(Reason.VETOED, vetoed_detail(decision)))
-        if decision is not None and is_veto(decision)
-        else plan(answer, policy, memo)
-        for answer, decision in zip(request.answers, decisions, strict=True)
-    ]
-    judged = await _judged(service, policy, plans, memo)
+    decisions: list[Decision | None] = []
+
+    def planned(answer: Answer) -> Plan:
+        # The solver's text: the induction program, or the deduction/abduction answer text.
+        source = screened_text(answer.imports, answer.answer)
+        decision = service.screen(policy, source, "solver", answer.task_type)
+        decisions.append(decision)
+        if decision is not None and is_veto(decision):
+            return Plan(rejection=_rejected(Reason.VETOED, vetoed_detail(decision)))
+        return plan(answer, policy, memo)
+
+    plans, judged = await _judged(service, policy, request.answers, planned, memo)
     final = [result for result, _ in judged]
     literals = [item.literal.tagged for item in plans if item.literal is not None]
     if literals:  # what observe_runs searches a run's values for (honeytokens)
@@ -305,47 +336,75 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
     return final
 
 
+def _spec_of(item: Plan) -> list[RunSpec]:
+    return [item.spec] if item.spec is not None else []
+
+
 async def _judged(
-    service: Service, policy: SandboxPolicy, plans: list[Plan], memo: TextMemo
-) -> list[tuple[CheckResult, RunResult | None]]:
-    """Each plan's result, with the answer's run when it ran (for the post-execution checks)."""
-    answer_specs = [item.spec for item in plans if item.spec is not None]
-    if all(item.rejection is not None for item in plans):
-        return [(item.rejection, None) for item in plans if item.rejection is not None]
-    values, keys = _literals(sorted({key for item in plans for key in item.expected}), memo)
+    service: Service,
+    policy: SandboxPolicy,
+    answers: Sequence[Answer],
+    planned: Callable[[Answer], Plan],
+    memo: TextMemo,
+) -> tuple[list[Plan], list[tuple[CheckResult, RunResult | None]]]:
+    """Each answer's plan and result, with the answer's run when it ran (for the post-execution
+    checks). Answers are planned while the first of them already run, and an answer whose expected
+    outputs are all read here is judged as soon as its run ends (``planning``)."""
+    keys = _sandboxed_expected(answers, policy, memo)
+    sandboxed = set(keys)
+    evaluated: dict[ExpressionKey, CallOutcome | None] = {}
+
+    def judged(_index: int, item: Plan, runs: list[RunResult]) -> CheckResult | None:
+        if any(key in sandboxed for key in item.expected):
+            return None  # judged once the expected outputs are back
+        return _judged_run(item, runs[0], evaluated, memo)
+
     if keys and not policy.reuses_containers:
         # Expected outputs that are not literals run first, on the request's own sandboxes, and every
         # answer only once they are done: nothing of theirs is left where an answer could look (the
         # fork-server relays through fork-private memory, docs/security-model.md).
-        first, answer_runs = await service.run_stages(policy, [expression_specs(keys, policy), answer_specs])
-        evaluated = _collect(keys, first, policy.azr.expressions_per_run)
-        values.update(await _retried(service, policy, policy, keys, evaluated))
+        done = await planned_runs(
+            service,
+            policy,
+            answers,
+            planned,
+            _spec_of,
+            bound=len(answers),
+            before=[expression_specs(keys, policy)],
+            judge=judged,
+        )
+        evaluated.update(_collect(keys, done.before[0], policy.azr.expressions_per_run))
+        evaluated.update(await _retried(service, policy, policy, keys, evaluated))
     else:
         # A reusing policy's sandboxes serve later requests, so expected outputs run apart, on sandboxes
         # of a per-request policy, at the same time as the answers.
         isolated = _isolated_policy(service, policy) if keys else policy  # refuses before anything runs
-        evaluated, answer_runs = await asyncio.gather(
+        values, done = await asyncio.gather(
             _evaluated(service, policy, isolated, keys),
-            service.run(policy, answer_specs) if answer_specs else _nothing(),
+            planned_runs(service, policy, answers, planned, _spec_of, bound=len(answers), judge=judged),
         )
-        values.update(evaluated)
-    runs = iter(answer_runs)
+        evaluated.update(values)
     final: list[tuple[CheckResult, RunResult | None]] = []
-    for item in plans:
-        expected = [values.get(key) for key in item.expected]
-        texts = [k[1] for k in item.expected]
+    for item, runs, result in zip(done.made, done.runs, done.judged, strict=True):
         if item.rejection is not None:
             final.append((item.rejection, None))
         elif item.literal is not None:
-            result = compare([item.literal], expected, texts, Usage())
-            result.evaluated_in = "literal"
-            final.append((result, None))
+            expected = [_expected_value(key, evaluated, memo) for key in item.expected]
+            literal = compare([item.literal], expected, [k[1] for k in item.expected], Usage())
+            literal.evaluated_in = "literal"
+            final.append((literal, None))
         else:
-            run = next(runs)
-            result = judge(run, expected, texts)
-            result.evaluated_in = "sandbox"
-            final.append((result, run))
-    return final
+            final.append((result or _judged_run(item, runs[0], evaluated, memo), runs[0]))
+    return done.made, final
+
+
+def _judged_run(
+    item: Plan, run: RunResult, evaluated: dict[ExpressionKey, CallOutcome | None], memo: TextMemo
+) -> CheckResult:
+    expected = [_expected_value(key, evaluated, memo) for key in item.expected]
+    result = judge(run, expected, [k[1] for k in item.expected])
+    result.evaluated_in = "sandbox"
+    return result
 
 
 async def _nothing() -> list[RunResult]:

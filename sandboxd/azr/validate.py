@@ -11,6 +11,7 @@ from typing import Any
 from sandboxd.azr import probes
 from sandboxd.azr.memo import TextMemo
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
+from sandboxd.azr.planning import planned_runs
 from sandboxd.azr.schemas import ProposedTask, Reason, Usage, ValidateRequest, ValidateResult
 from sandboxd.azr.texts import TextRejected, check_arguments, check_imports, check_program, parse_import_list
 from sandboxd.policy import SandboxPolicy
@@ -160,34 +161,44 @@ def _pair_verdict(first: CallOutcome, second: CallOutcome, index: int) -> tuple[
 
 
 async def validate(service: Service, policy: SandboxPolicy, request: ValidateRequest) -> list[ValidateResult]:
-    decisions = [
-        service.screen(policy, screened_text(task.imports, task.program), "proposer", task.task_type)
-        for task in request.tasks
-    ]
     memo = TextMemo()
-    prepared = [
-        _rejected(Reason.VETOED, vetoed_detail(decision), len(task.inputs))
-        if decision is not None and is_veto(decision)
-        else prepare(task, policy, memo)
-        for task, decision in zip(request.tasks, decisions, strict=True)
-    ]
-    specs = [spec for item in prepared if isinstance(item, list) for spec in item]
-    results = await service.run(policy, specs) if specs else []
-    final: list[ValidateResult] = []
-    position = 0
-    for index, (task, item) in enumerate(zip(request.tasks, prepared, strict=True)):
-        if isinstance(item, ValidateResult):
-            final.append(item)
-            continue
-        runs = results[position : position + len(item)]
-        final.append(judge(runs, len(task.inputs), request))
-        if final[-1].valid:  # a task that fails validation gets no signature
-            final[-1].output_signature = output_signature(task, runs[0])
-        position += len(item)
+    decisions: list[Decision | None] = []
+
+    def prepared(task: ProposedTask) -> list[RunSpec] | ValidateResult:
+        decision = service.screen(
+            policy, screened_text(task.imports, task.program), "proposer", task.task_type
+        )
+        decisions.append(decision)
+        if decision is not None and is_veto(decision):
+            return _rejected(Reason.VETOED, vetoed_detail(decision), len(task.inputs))
+        return prepare(task, policy, memo)
+
+    def specs_of(item: list[RunSpec] | ValidateResult) -> list[RunSpec]:
+        return item if isinstance(item, list) else []
+
+    def judged(index: int, _item: object, runs: list[RunResult]) -> ValidateResult:
+        task = request.tasks[index]
+        result = judge(runs, len(task.inputs), request)
+        if result.valid:  # a task that fails validation gets no signature
+            result.output_signature = output_signature(task, runs[0])
         # Post-execution checks (DESIGN.md §4 step 6) on each of the task's runs.
         source = screened_text(task.imports, task.program)
         after = [service.screen_outcome(policy, run, "proposer", task.task_type, source) for run in runs]
         decisions[index] = combine(decisions[index], *after)
+        return result
+
+    bound = len(request.tasks) * (1 + len(policy.azr.hash_seeds))
+    planned = await planned_runs(
+        service, policy, request.tasks, prepared, specs_of, bound=bound, judge=judged
+    )
+    final = [
+        item
+        if isinstance(item, ValidateResult)
+        else done
+        if done is not None
+        else judged(index, item, planned.runs[index])
+        for index, (item, done) in enumerate(zip(planned.made, planned.judged, strict=True))
+    ]
     for result, decision in zip(final, decisions, strict=True):
         result.watchdog = report(decision) if decision is not None else None
         if decision is not None and is_veto(decision) and result.reason != Reason.VETOED:
