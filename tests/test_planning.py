@@ -7,13 +7,16 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import pytest
 from test_pool import make_pool, specs
 
+from sandboxd.api.app import create_app
 from sandboxd.azr import planning
 from sandboxd.executor import Executor, RunFeed
 from sandboxd.policy import SandboxPolicy
 from sandboxd.run import RunResult, RunSpec
+from sandboxd.settings import BUILTIN_POLICIES, Settings
 from sandboxd.testing import FakeBackend
 from sandboxd.verdict import Status
 
@@ -87,3 +90,40 @@ def test_a_failure_while_checking_stops_the_runs_and_is_raised() -> None:
         await pool.close()
 
     asyncio.run(body())
+
+
+def _post(url: str, body: dict[str, Any]) -> httpx.Response:
+    """One in-process POST to an app on a fake backend whose lifespan never runs: any sandbox use
+    fails with 503."""
+    settings = Settings(instance="planning-offline", policies_dir=BUILTIN_POLICIES, warm_pools=False)
+    app = create_app(settings, backend=FakeBackend())
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandboxd.test") as http:
+            return await http.post(url, json=body)
+
+    return asyncio.run(send())
+
+
+def test_batches_rejected_on_the_trusted_side_need_no_sandbox() -> None:
+    """Texts rejected on the trusted side (and literal deduction answers) are answered while isolation
+    is unavailable; one item that needs a run makes the batch need a sandbox (503)."""
+    bad = {"task_type": "deduction", "program": "def f(x) return x", "inputs": ["1"]}
+    good = {"task_type": "deduction", "program": "def f(x):\n    return x", "inputs": ["1"]}
+    validated = _post("/v1/azr/validate", {"tasks": [bad, bad]})
+    assert validated.status_code == 200, validated.text
+    assert [r["reason"] for r in validated.json()["results"]] == ["syntax_error", "syntax_error"]
+    assert _post("/v1/azr/validate", {"tasks": [bad, good]}).status_code == 503
+    literal = {"task_type": "deduction", "input": "1", "expected_output": "[1, 2]", "answer": "[1, 2]"}
+    wrong = {**literal, "answer": "[2, 1]"}
+    checked = _post("/v1/azr/check", {"answers": [literal, wrong]})
+    assert checked.status_code == 200, checked.text
+    assert [r["correct"] for r in checked.json()["results"]] == [True, False]
+    needs_run = {
+        "task_type": "abduction",
+        "program": "def f(x):\n    return x",
+        "expected_output": "1",
+        "answer": "1",
+    }
+    assert _post("/v1/azr/check", {"answers": [literal, needs_run]}).status_code == 503
