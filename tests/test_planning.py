@@ -4,6 +4,8 @@ overlap is the logic under test here, not isolation)."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,3 +129,38 @@ def test_batches_rejected_on_the_trusted_side_need_no_sandbox() -> None:
         "answer": "1",
     }
     assert _post("/v1/azr/check", {"answers": [literal, needs_run]}).status_code == 503
+
+
+def test_a_batch_is_freed_without_the_cycle_collector() -> None:
+    """Nothing of a request outlives it in a reference cycle: the daemon's collector runs full
+    collections rarely (heap.py), so a cycle would keep every request's texts and runs for minutes."""
+
+    class Made:
+        def __init__(self, spec: RunSpec) -> None:
+            self.specs = [spec]
+
+    async def body() -> weakref.ref[Made]:
+        backend = FakeBackend()
+        pool = make_pool(backend, fan_out=1, runs_per_container=512, warm_containers=1)
+        await pool.start()
+        service: Any = _Service(Executor({"default": pool}))
+        done = await planning.planned_runs(
+            service,
+            pool.policy,
+            specs(2 * planning.CHUNK),
+            Made,
+            lambda made: made.specs,
+            bound=2 * planning.CHUNK,
+            judge=lambda index, made, runs: index,
+        )
+        first = weakref.ref(done.made[0])
+        await pool.close()
+        return first
+
+    gc.collect()
+    gc.disable()
+    try:
+        first = asyncio.run(body())
+        assert first() is None
+    finally:
+        gc.enable()
