@@ -50,6 +50,9 @@ class RunFeed:
         self.on_result = on_result  # called with each spec's final result as it comes (azr/planning.py)
         self.closed = False
         self._waiting: deque[int] = deque(range(len(self.specs)))
+        # Workers waiting in ``next``, woken one per spec (a shared event would wake every idle worker
+        # of the request for each spec planned); ``ready`` waits apart.
+        self._idle: deque[asyncio.Future[None]] = deque()
         self._changed = asyncio.Event()
 
     @classmethod
@@ -66,10 +69,13 @@ class RunFeed:
         self.specs.append(spec)
         self._waiting.append(len(self.specs) - 1)
         self._changed.set()
+        self._wake_one()
 
     def close(self) -> None:
         self.closed = True
         self._changed.set()
+        while self._idle:
+            self._wake_one()
 
     def deliver(self, index: int, result: RunResult) -> None:
         """``index``'s final result (after any retry)."""
@@ -81,6 +87,14 @@ class RunFeed:
         """Run ``index`` again, before anything not yet started."""
         self._waiting.appendleft(index)
         self._changed.set()
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def ready(self) -> None:
         """Wait until the feed has a spec, or is closed."""
@@ -111,8 +125,14 @@ class RunFeed:
         while not self._waiting:
             if self.closed:
                 return None
-            self._changed.clear()
-            await self._changed.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: pass the spec on
+                raise
         return self._waiting.popleft()
 
 

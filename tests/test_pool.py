@@ -502,3 +502,29 @@ def test_feed_order_and_retries() -> None:
             feed.put(specs(1)[0])
 
     run(body)
+
+
+def test_idle_workers_get_specs_in_turn() -> None:
+    """Workers waiting in ``next`` get the specs put in the order they began to wait; a waiter that was
+    cancelled is passed over; closing ends every waiter."""
+
+    async def body() -> None:
+        feed = RunFeed(bound=4)
+        waiting = [asyncio.create_task(feed.next()) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        feed.put(specs(1)[0])
+        await asyncio.sleep(0.01)
+        assert [task.done() for task in waiting] == [True, False, False]
+        assert waiting[0].result() == 0
+        waiting[1].cancel()
+        await asyncio.sleep(0.01)
+        feed.put(specs(1)[0])  # skips the cancelled waiter
+        await asyncio.sleep(0.01)
+        assert waiting[2].done()
+        assert waiting[2].result() == 1
+        late = asyncio.create_task(feed.next())
+        await asyncio.sleep(0.01)
+        feed.close()
+        assert await late is None
+
+    run(body)
