@@ -385,7 +385,7 @@ async def _judged(
         )
         evaluated.update(values)
     final: list[tuple[CheckResult, RunResult | None]] = []
-    for item, runs, result in zip(done.made, done.runs, done.judged, strict=True):
+    for item, runs, early in zip(done.made, done.runs, done.judged, strict=True):
         if item.rejection is not None:
             final.append((item.rejection, None))
         elif item.literal is not None:
@@ -394,7 +394,9 @@ async def _judged(
             literal.evaluated_in = "literal"
             final.append((literal, None))
         else:
-            final.append((result or _judged_run(item, runs[0], evaluated, memo), runs[0]))
+            # judged as its run ended, else now: it waited on an expected output from a sandbox
+            late = early if early is not None else _judged_run(item, runs[0], evaluated, memo)
+            final.append((late, runs[0]))
     return done.made, final
 
 
@@ -405,10 +407,6 @@ def _judged_run(
     result = judge(run, expected, [k[1] for k in item.expected])
     result.evaluated_in = "sandbox"
     return result
-
-
-async def _nothing() -> list[RunResult]:
-    return []
 
 
 async def _evaluated(
