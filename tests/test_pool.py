@@ -528,3 +528,41 @@ def test_idle_workers_get_specs_in_turn() -> None:
         assert await late is None
 
     run(body)
+
+
+def test_sandbox_death_while_a_feed_fills(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sandbox that dies while its feed is still open: the run is retried once on a fresh sandbox,
+    specs fed afterwards still run there, and the stage ends once the feed is closed (no hang)."""
+
+    original = FakeHandle._result
+
+    def dying(self: FakeHandle, message: dict[str, Any]) -> dict[str, Any]:
+        if message["job"]["code"] == "print(1)":  # this run kills whichever sandbox runs it
+            self.crash()
+            return {"op": "noise"}
+        return original(self, message)
+
+    monkeypatch.setattr(FakeHandle, "_result", dying)
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, warm_containers=1, max_parallel_runs=1)
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 1)
+        feed = RunFeed(bound=5)
+        running = asyncio.create_task(Executor({"default": pool}).run_stages("default", [feed]))
+        first, killer, *rest = specs(5)
+        feed.put(first)
+        feed.put(killer)
+        await settle(lambda: len(backend.created) >= 3, seconds=12)  # both deaths, fresh sandboxes
+        for spec in rest:
+            feed.put(spec)
+        feed.close()
+        async with asyncio.timeout(12):
+            [results] = await running
+        statuses = [r.status for r in results]
+        assert statuses[1] is Status.INFRASTRUCTURE_ERROR
+        assert statuses.count(Status.OK) == 4
+        await pool.close()
+
+    run(body)
