@@ -13,12 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandboxd.azr import equivalence, hardcoding, literal_answers
+from sandboxd.azr import equivalence, hardcoding, literal_answers, planning
 from sandboxd.azr.equality import equal
 from sandboxd.azr.literal import NotLiteral
 from sandboxd.azr.memo import TextMemo
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
-from sandboxd.azr.planning import planned_runs
 from sandboxd.azr.schemas import Answer, CheckRequest, CheckResult, Reason, Usage
 from sandboxd.azr.texts import (
     TextRejected,
@@ -246,7 +245,7 @@ def _isolated_policy(service: Service, policy: SandboxPolicy) -> SandboxPolicy:
     )
 
 
-def _sandboxed_expected(
+async def _sandboxed_expected(
     answers: Sequence[Answer], policy: SandboxPolicy, memo: TextMemo
 ) -> list[ExpressionKey]:
     """The expected outputs that need a sandbox (neither literals nor truncated records), checked here.
@@ -254,9 +253,12 @@ def _sandboxed_expected(
     Found before any answer is planned, because they run first (``_judged``). Every answer counts: one
     whose plan is rejected for its own texts has its expected outputs evaluated all the same, which
     does no harm; a text ``plan`` would reject is never among them (the same checks, through ``memo``).
+    The event loop gets a turn every ``planning.CHUNK`` answers, as while planning.
     """
     keys: set[ExpressionKey] = set()
-    for answer in answers:
+    for number, answer in enumerate(answers, 1):
+        if number % planning.CHUNK == 0:
+            await asyncio.sleep(0)
         texts = answer.outputs if answer.task_type == "induction" else [answer.expected_output]
         if len(texts) > policy.azr.max_inputs:
             continue
@@ -350,7 +352,7 @@ async def _judged(
     """Each answer's plan and result, with the answer's run when it ran (for the post-execution
     checks). Answers are planned while the first of them already run, and an answer whose expected
     outputs are all read here is judged as soon as its run ends (``planning``)."""
-    keys = _sandboxed_expected(answers, policy, memo)
+    keys = await _sandboxed_expected(answers, policy, memo)
     sandboxed = set(keys)
     evaluated: dict[ExpressionKey, CallOutcome | None] = {}
 
@@ -363,7 +365,7 @@ async def _judged(
         # Expected outputs that are not literals run first, on the request's own sandboxes, and every
         # answer only once they are done: nothing of theirs is left where an answer could look (the
         # fork-server relays through fork-private memory, docs/security-model.md).
-        done = await planned_runs(
+        done = await planning.planned_runs(
             service,
             policy,
             answers,
@@ -381,7 +383,9 @@ async def _judged(
         isolated = _isolated_policy(service, policy) if keys else policy  # refuses before anything runs
         values, done = await asyncio.gather(
             _evaluated(service, policy, isolated, keys),
-            planned_runs(service, policy, answers, planned, _spec_of, bound=len(answers), judge=judged),
+            planning.planned_runs(
+                service, policy, answers, planned, _spec_of, bound=len(answers), judge=judged
+            ),
         )
         evaluated.update(values)
     final: list[tuple[CheckResult, RunResult | None]] = []
