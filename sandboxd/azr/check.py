@@ -58,14 +58,19 @@ def _is_truncated(text: str) -> bool:
     return len(text) == AZR_TRUNCATE_CHARS + 3 and text[middle : middle + 3] == "..."
 
 
-def _check_expected(text: str, memo: TextMemo) -> None:
-    """Expected outputs must be literals or plain expressions, or AZR's truncated records (by text)."""
+def _check_expected(text: str, memo: TextMemo) -> bool:
+    """Expected outputs must be literals or plain expressions, or AZR's truncated records (by text).
+
+    Returns whether ``text`` needs a sandbox (a plain expression); raises ``TextRejected`` otherwise.
+    """
     if _is_truncated(text):
-        return
+        return False
     try:
         memo.literal(text)
     except NotLiteral:
         memo.check(check_expression, text)
+        return True
+    return False
 
 
 def plan(answer: Answer, policy: SandboxPolicy, memo: TextMemo) -> Plan:
@@ -268,18 +273,11 @@ async def _sandboxed_expected(
         except TextRejected:
             continue
         for text in texts:
-            if text is None or _is_truncated(text):
-                continue
             try:
-                memo.literal(text)
-                continue
-            except NotLiteral:
-                pass
-            try:
-                memo.check(check_expression, text)
+                if text is not None and _check_expected(text, memo):
+                    keys.add((tuple(imports), text))
             except TextRejected:
-                continue
-            keys.add((tuple(imports), text))
+                continue  # ``plan`` rejects the answer
     return sorted(keys)
 
 
