@@ -57,6 +57,31 @@ def specs(count: int) -> list[RunSpec]:
     return [RunSpec(job={"kind": "script", "code": f"print({i})"}, limits=limits) for i in range(count)]
 
 
+def print_one_kills_its_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the run of ``print(1)`` (``specs(n)[1]``) crash whichever fake sandbox runs it."""
+    original = FakeHandle._result
+
+    def dying(self: FakeHandle, message: dict[str, Any]) -> dict[str, Any]:
+        if message["job"]["code"] == "print(1)":
+            self.crash()
+            return {"op": "noise"}
+        return original(self, message)
+
+    monkeypatch.setattr(FakeHandle, "_result", dying)
+
+
+def assert_second_stage_waited(backend: FakeBackend) -> dict[str, bool]:
+    """No run of the second stage was sent before every run of the first (``-s0-``) was answered;
+    returns whether each run id is of the first stage."""
+    stage = {run_id: "-s0-" in run_id for _, run_id in backend.log}
+    last_first = max(i for i, (kind, run_id) in enumerate(backend.log) if kind == "result" and stage[run_id])
+    first_second = min(
+        i for i, (kind, run_id) in enumerate(backend.log) if kind == "run" and not stage[run_id]
+    )
+    assert last_first < first_second, backend.log
+    return stage
+
+
 def test_pool_warms_to_target() -> None:
     """A started pool configures warm_containers sandboxes with the policy's syscalls."""
 
@@ -241,14 +266,7 @@ def test_stages_share_their_sandboxes_and_run_one_after_another() -> None:
         assert len(second) == 5
         assert {r.status for r in first + second} == {Status.OK}
         assert len({r.sandbox_id for r in first + second}) == 1
-        stage = {run_id: "-s0-" in run_id for _, run_id in backend.log}
-        last_first = max(
-            i for i, (kind, run_id) in enumerate(backend.log) if kind == "result" and stage[run_id]
-        )
-        first_second = min(
-            i for i, (kind, run_id) in enumerate(backend.log) if kind == "run" and not stage[run_id]
-        )
-        assert last_first < first_second, backend.log
+        stage = assert_second_stage_waited(backend)
         assert sum(stage.values()) == 3
         await pool.close()
 
@@ -357,15 +375,7 @@ def test_start_failures_back_off_and_exhaust() -> None:
 def test_sandbox_death_mid_batch_is_retried_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """A run whose sandbox dies is retried once on a fresh sandbox; a second death is infrastructure_error."""
 
-    original = FakeHandle._result
-
-    def dying(self: FakeHandle, message: dict[str, Any]) -> dict[str, Any]:
-        if message["job"]["code"] == "print(1)":  # this run kills whichever sandbox runs it
-            self.crash()
-            return {"op": "noise"}
-        return original(self, message)
-
-    monkeypatch.setattr(FakeHandle, "_result", dying)
+    print_one_kills_its_sandbox(monkeypatch)
 
     async def body() -> None:
         backend = FakeBackend()
@@ -466,14 +476,7 @@ def test_a_feed_stage_waits_for_the_stage_before_it() -> None:
         first, second = await Executor({"default": pool}).run_stages("default", [specs(6), feed])
         assert len(first) == 6
         assert len(second) == 4
-        stage = {run_id: "-s0-" in run_id for _, run_id in backend.log}
-        last_first = max(
-            i for i, (kind, run_id) in enumerate(backend.log) if kind == "result" and stage[run_id]
-        )
-        first_second = min(
-            i for i, (kind, run_id) in enumerate(backend.log) if kind == "run" and not stage[run_id]
-        )
-        assert last_first < first_second, backend.log
+        assert_second_stage_waited(backend)
         await pool.close()
 
     run(body)
@@ -534,15 +537,7 @@ def test_sandbox_death_while_a_feed_fills(monkeypatch: pytest.MonkeyPatch) -> No
     """A sandbox that dies while its feed is still open: the run is retried once on a fresh sandbox,
     specs fed afterwards still run there, and the stage ends once the feed is closed (no hang)."""
 
-    original = FakeHandle._result
-
-    def dying(self: FakeHandle, message: dict[str, Any]) -> dict[str, Any]:
-        if message["job"]["code"] == "print(1)":  # this run kills whichever sandbox runs it
-            self.crash()
-            return {"op": "noise"}
-        return original(self, message)
-
-    monkeypatch.setattr(FakeHandle, "_result", dying)
+    print_one_kills_its_sandbox(monkeypatch)
 
     async def body() -> None:
         backend = FakeBackend()
