@@ -23,7 +23,7 @@ import contextlib
 import errno
 import gc
 import importlib
-import json
+import marshal
 import os
 import resource
 import selectors
@@ -37,7 +37,7 @@ from .capture import Capture
 from .forking import Forker
 from .private import Inbox, PrivateMemory, write_all
 from .protocol import RUN_SECTIONS, ProtocolError, encode_header, section_sizes
-from .spare import NativeSpares, Spawner, control_message, from_environment
+from .spare import MARSHAL_VERSION, NativeSpares, Spawner, control_message, from_environment
 from .syscalls import FilterLoader, compile_filter_apart
 from .zygote import Zygotes
 
@@ -430,7 +430,7 @@ class ForkServer:
                 request, scratch, staged.job_bytes, staged.stdin_fd is not None, self.prep.base_vm_bytes
             )
         else:
-            header = json.dumps([request, scratch, staged.job_bytes]).encode("ascii")
+            header = marshal.dumps([request, scratch, staged.job_bytes], MARSHAL_VERSION)
         fds = [staged.job_fd] if staged.stdin_fd is None else [staged.job_fd, staged.stdin_fd]
         started = time.monotonic()
         with contextlib.suppress(OSError):  # a spare killed from outside: reaped and reported as this run
@@ -637,7 +637,7 @@ def _spare(control: socket.socket, writes: dict[str, int], prep: child.Preparati
         if not data:
             os._exit(0)
         fds = memoryview(ancillary[0][2]).cast("i").tolist()
-        request, scratch, job_bytes = json.loads(data)
+        request, scratch, job_bytes = marshal.loads(data)  # noqa: S302 - written by our fork-server, before model code
         stdin = fds[1] if len(fds) == 2 else None
         child_fds = child.ChildFds(
             stdin, writes["stdout"], writes["stderr"], writes["frame"], fds[0], job_bytes

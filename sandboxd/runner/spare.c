@@ -53,7 +53,7 @@ enum {
     H_FSIZE = 32,     /* u64 */
     H_NOFILE = 40,    /* u64 */
     H_SCRATCH = 48,   /* u32: length of the scratch path that follows the header */
-    H_REQUEST = 52,   /* u32: length of the request JSON that follows the path */
+    H_REQUEST = 52,   /* u32: length of the request (marshal, for Python) that follows the path */
     H_JOB_BYTES = 56, /* u64: unused here, part of the layout for spare.py */
     H_SIZE = 64
 };
@@ -141,13 +141,13 @@ static void become_run(int control, int out, int err, int frame, const void *fpr
     if (received != 1 + has_stdin) fail();
 
     uint32_t scratch_len = u32_at(data + H_SCRATCH);
-    uint32_t json_len = u32_at(data + H_REQUEST);
-    if ((uint64_t)H_SIZE + scratch_len + json_len != (uint64_t)got || scratch_len == 0 || json_len > request_cap)
+    uint32_t for_python = u32_at(data + H_REQUEST);
+    if ((uint64_t)H_SIZE + scratch_len + for_python != (uint64_t)got || scratch_len == 0 || for_python > request_cap)
         fail();
     char *scratch = (char *)data + H_SIZE;
     if (memchr(scratch, 0, scratch_len) != NULL) fail();
-    memcpy(request, data + H_SIZE + scratch_len, json_len);
-    *request_len = json_len;
+    memcpy(request, data + H_SIZE + scratch_len, for_python);
+    *request_len = for_python;
 
     /* Received fds and the pipes' write ends are all above 3; park the job above the targets first. */
     int job = fcntl(fds[0], F_DUPFD, 16);
@@ -160,7 +160,7 @@ static void become_run(int control, int out, int err, int frame, const void *fpr
     move_fd(job, JOB_FD);
     close_from(JOB_FD + 1);
 
-    /* The path is followed by the request JSON: terminate it in place (data is ours alone). */
+    /* The path is followed by the request: terminate the path in place (data is ours alone). */
     unsigned char saved = data[H_SIZE + scratch_len];
     data[H_SIZE + scratch_len] = 0;
     if (chdir(scratch) != 0) fail();
