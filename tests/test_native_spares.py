@@ -9,7 +9,6 @@ Isolation itself is proven on real containers by test_attacks.py, whose children
 from __future__ import annotations
 
 import json
-import marshal
 import os
 import signal
 import struct
@@ -24,7 +23,8 @@ from forkserver_support import REPO, LocalForkServer
 
 from sandboxd import image
 from sandboxd.policy import load_policies
-from sandboxd.runner import spare
+from sandboxd.runner import child, spare
+from sandboxd.runner.private import write_all
 from sandboxd.runner.protocol import encode_message
 from sandboxd.service import configure_message
 from sandboxd.settings import BUILTIN_POLICIES
@@ -160,12 +160,34 @@ def test_control_message_matches_the_c_layout() -> None:
     message = spare.control_message(request, "/scratch/run-1", 77, True, 5000)
     fields = struct.unpack_from("<IIQQQQQIIQ", message)
     assert struct.calcsize("<IIQQQQQIIQ") == 64
-    assert fields == (spare.ABI, 1, 3, 4, 6000, 0, 32, len("/scratch/run-1"), fields[8], 77)
-    assert message[64 : 64 + fields[7]] == b"/scratch/run-1"
-    assert marshal.loads(message[64 + fields[7] :]) == [
-        request,
-        77,
-    ]  # the runner's own data, never the daemon's
+    assert fields == (spare.ABI, 1, 3, 4, 6000, 0, 32, len("/scratch/run-1"), 0, 77)
+    assert message[64:] == b"/scratch/run-1"  # the request travels in the job memfd (child.job_file)
+
+
+def test_the_job_memfd_holds_the_request_then_the_job() -> None:
+    request = {"nonce": "n" * 32, "limits": {"cpu_time_seconds": 2}, "encoder": {"max_depth": 8}}
+    job = json.dumps({"kind": "script", "code": "print('\u00e9')"}).encode()
+    fd = os.memfd_create("job")
+    try:
+        write_all(fd, child.job_file(request, memoryview(job)))
+        assert os.fstat(fd).st_size == child.JOB_OFFSET + len(job)
+        assert child.read_job(fd) == (request, json.loads(job))
+    finally:
+        os.close(fd)
+    with pytest.raises(ValueError, match="run request"):
+        child.job_file({"id": "x" * child.JOB_OFFSET}, memoryview(job))
+
+
+def test_a_run_whose_request_does_not_fit_is_refused_and_the_server_goes_on(tmp_path: Path) -> None:
+    server = LocalForkServer(tmp_path)
+    try:
+        server.send_run("print(1)", "x" * child.JOB_OFFSET, 0)
+        refused = server.next().header
+        assert refused["op"] == "error"
+        assert "run request" in refused["message"]
+        assert server.run("print(2)")["stdout"] == b"2\n"
+    finally:
+        server.close()
 
 
 def test_missing_or_foreign_objects_fall_back_to_python(tmp_path: Path) -> None:
@@ -183,7 +205,7 @@ SPARE_PROBE = textwrap.dedent(
     native = spare.load_native(Path(sys.argv[1]))
     fprog = ctypes.create_string_buffer(16)  # never loaded: every case below ends before seccomp
     results = []
-    for case in ("eof", "short", "abi", "fds"):
+    for case in ("eof", "short", "abi", "reserved", "fds"):
         pid, (control, out, err, frame) = native.fork(ctypes.addressof(fprog))
         if pid == 0:
             os._exit(99)  # never reached: every case exits inside spare.c
@@ -195,6 +217,8 @@ SPARE_PROBE = textwrap.dedent(
             sock.send(b"tiny")
         elif case == "abi":
             sock.send(b"\\x07" + good[1:])
+        elif case == "reserved":  # the field that once held a request for Python must be 0
+            sock.send(good[:52] + b"\\x01" + good[53:])
         elif case == "fds":  # the header promises no stdin but two fds arrive
             r, w = os.pipe()
             socket.send_fds(sock, [good], [r, w])
@@ -219,7 +243,7 @@ def test_spare_c_exits_on_eof_and_refuses_malformed_control_messages(library: Pa
         timeout=60,
         check=True,
     )
-    assert done.stdout.split() == ["eof=0", "short=121", "abi=121", "fds=121"]
+    assert done.stdout.split() == ["eof=0", "short=121", "abi=121", "reserved=121", "fds=121"]
 
 
 @needs_cc

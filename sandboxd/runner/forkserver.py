@@ -23,7 +23,6 @@ import contextlib
 import errno
 import gc
 import importlib
-import marshal
 import os
 import resource
 import selectors
@@ -37,7 +36,7 @@ from .capture import Capture
 from .forking import Forker
 from .private import Inbox, PrivateMemory, write_all
 from .protocol import RUN_SECTIONS, ProtocolError, encode_header, section_sizes
-from .spare import MARSHAL_VERSION, NativeSpares, Spawner, control_message, from_environment
+from .spare import NativeSpares, Spawner, control_message, from_environment
 from .syscalls import FilterLoader, compile_filter_apart
 from .zygote import Zygotes
 
@@ -272,12 +271,12 @@ class ForkServer:
         try:
             job_bytes, stdin_bytes = section_sizes(request, RUN_SECTIONS, len(body))
             job_fd = os.memfd_create("job")
-            write_all(job_fd, [body[:job_bytes]])
+            write_all(job_fd, child.job_file(request, body[:job_bytes]))
             if stdin_bytes:
                 stdin_fd = os.memfd_create("stdin")
                 write_all(stdin_fd, [body[job_bytes:]])
                 os.lseek(stdin_fd, 0, os.SEEK_SET)
-        except (ProtocolError, OSError) as exc:
+        except (ProtocolError, OSError, ValueError) as exc:
             for fd in (job_fd, stdin_fd):
                 if fd is not None:
                     os.close(fd)
@@ -356,7 +355,7 @@ class ForkServer:
                 error = exc
             else:
                 if made[-1][0] == 0:  # pragma: no cover - the spare never returns from here
-                    child.run_native(native, self.prep)
+                    child.run_native(self.prep)
         for pid, (control, stdout, stderr, frame) in made:
             # proto given, so socket() asks the kernel nothing (getsockopt is not in the container's profile)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=control)
@@ -386,7 +385,7 @@ class ForkServer:
             os.closerange(child.RESULT_FD + 1, keep)  # it needs 0-3 (what spares inherit) and its socket
             os.closerange(keep + 1, 1 << 16)
             native.serve_spawner(keep, fprog)  # returns only in a spare, locked down
-            child.run_native(native, self.prep)
+            child.run_native(self.prep)
         theirs.close()
         spawner = Spawner(pid, ours)
         if spawner.greeted():
@@ -430,7 +429,7 @@ class ForkServer:
                 request, scratch, staged.job_bytes, staged.stdin_fd is not None, self.prep.base_vm_bytes
             )
         else:
-            header = marshal.dumps([request, scratch, staged.job_bytes], MARSHAL_VERSION)
+            header = scratch.encode()
         fds = [staged.job_fd] if staged.stdin_fd is None else [staged.job_fd, staged.stdin_fd]
         started = time.monotonic()
         with contextlib.suppress(OSError):  # a spare killed from outside: reaped and reported as this run
@@ -627,8 +626,8 @@ def _own_protocol_fds() -> tuple[int, int]:
 def _spare(control: socket.socket, writes: dict[str, int], prep: child.Preparation) -> None:
     """Body of a spare: wait for a run over ``control``, then become its child. Never returns.
 
-    The header is the run's request (limits, nonce: no model text) and scratch path; the job and stdin
-    arrive as memfds, as they did for a child forked per run. EOF means the fork-server is done with us.
+    The message is the run's scratch path; the job (with the run's request) and stdin arrive as memfds,
+    as they did for a child forked per run. EOF means the fork-server is done with us.
     """
     try:
         # recvmsg, not socket.recv_fds: its Python-level wrapper costs the child ~30 more page faults
@@ -637,14 +636,12 @@ def _spare(control: socket.socket, writes: dict[str, int], prep: child.Preparati
         if not data:
             os._exit(0)
         fds = memoryview(ancillary[0][2]).cast("i").tolist()
-        request, scratch, job_bytes = marshal.loads(data)  # noqa: S302 - written by our fork-server, before model code
+        scratch = data.decode()
         stdin = fds[1] if len(fds) == 2 else None
-        child_fds = child.ChildFds(
-            stdin, writes["stdout"], writes["stderr"], writes["frame"], fds[0], job_bytes
-        )
+        child_fds = child.ChildFds(stdin, writes["stdout"], writes["stderr"], writes["frame"], fds[0])
     except BaseException:
         os._exit(child.EXIT_SETUP_FAILED)
-    child.run(child_fds, scratch, request, prep)
+    child.run(child_fds, scratch, prep)
 
 
 def heavy_zygote(parent: ForkServer, fd: int) -> int:

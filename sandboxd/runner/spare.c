@@ -17,9 +17,10 @@
  *
  * Any failure exits with status 121 (child.EXIT_SETUP_FAILED) before any model text is read, so the
  * fork-server reports a set-up failure. The job memfd is read by Python after the lock-down (it is on
- * fd 4; pread64 and close are in every allowlist); the run's header for Python (nonce, encoder
- * options) is copied into `request`. Only old glibc symbols are used, so the object loads in the image
- * whatever the build host's glibc is (image.py checks the symbol versions).
+ * fd 4; pread64 and close are in every allowlist): it holds the run's request for Python (nonce,
+ * encoder options) as well as the job, so nothing here passes data to Python. Only old glibc symbols
+ * are used, so the object loads in the image whatever the build host's glibc is (image.py checks the
+ * symbol versions).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -37,7 +38,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SBX_ABI 2
+#define SBX_ABI 3
 #define SETUP_FAILED 121
 #define JOB_FD 4
 #define CONTROL_BYTES 65536
@@ -53,7 +54,7 @@ enum {
     H_FSIZE = 32,     /* u64 */
     H_NOFILE = 40,    /* u64 */
     H_SCRATCH = 48,   /* u32: length of the scratch path that follows the header */
-    H_REQUEST = 52,   /* u32: length of the request (marshal, for Python) that follows the path */
+    H_RESERVED = 52,  /* u32: 0 */
     H_JOB_BYTES = 56, /* u64: unused here, part of the layout for spare.py */
     H_SIZE = 64
 };
@@ -109,14 +110,13 @@ static void close_from(int lowest) {
 }
 
 /* The child: wait for the run, lock down, return to Python. Exits instead of returning on failure. */
-static void become_run(int control, int out, int err, int frame, const void *fprog, char *request,
-                       unsigned request_cap, unsigned *request_len) {
+static void become_run(int control, int out, int err, int frame, const void *fprog) {
     static unsigned char data[CONTROL_BYTES];
     union {
         char space[CMSG_SPACE(MAX_RECEIVED_FDS * sizeof(int))];
         struct cmsghdr align;
     } ancillary;
-    struct iovec vector = {.iov_base = data, .iov_len = sizeof data};
+    struct iovec vector = {.iov_base = data, .iov_len = sizeof data - 1}; /* room for the path's NUL */
     struct msghdr message = {
         .msg_iov = &vector, .msg_iovlen = 1, .msg_control = ancillary.space, .msg_controllen = sizeof ancillary.space};
     ssize_t got;
@@ -141,13 +141,10 @@ static void become_run(int control, int out, int err, int frame, const void *fpr
     if (received != 1 + has_stdin) fail();
 
     uint32_t scratch_len = u32_at(data + H_SCRATCH);
-    uint32_t for_python = u32_at(data + H_REQUEST);
-    if ((uint64_t)H_SIZE + scratch_len + for_python != (uint64_t)got || scratch_len == 0 || for_python > request_cap)
+    if ((uint64_t)H_SIZE + scratch_len != (uint64_t)got || scratch_len == 0 || u32_at(data + H_RESERVED) != 0)
         fail();
     char *scratch = (char *)data + H_SIZE;
     if (memchr(scratch, 0, scratch_len) != NULL) fail();
-    memcpy(request, data + H_SIZE + scratch_len, for_python);
-    *request_len = for_python;
 
     /* Received fds and the pipes' write ends are all above 3; park the job above the targets first. */
     int job = fcntl(fds[0], F_DUPFD, 16);
@@ -160,11 +157,9 @@ static void become_run(int control, int out, int err, int frame, const void *fpr
     move_fd(job, JOB_FD);
     close_from(JOB_FD + 1);
 
-    /* The path is followed by the request: terminate the path in place (data is ours alone). */
-    unsigned char saved = data[H_SIZE + scratch_len];
+    /* The path ends the message: terminate it in place (data is ours alone, and has room). */
     data[H_SIZE + scratch_len] = 0;
     if (chdir(scratch) != 0) fail();
-    data[H_SIZE + scratch_len] = saved;
 
     limit(RLIMIT_CPU, u64_at(data + H_CPU_SOFT), u64_at(data + H_CPU_HARD));
     limit(RLIMIT_AS, u64_at(data + H_AS), u64_at(data + H_AS));
@@ -183,8 +178,7 @@ static void become_run(int control, int out, int err, int frame, const void *fpr
  * stdout, stderr and frame pipes, all close-on-exec. Returns the child's pid in the caller, or -errno
  * (nothing is left open); 0 in the child, locked down (see become_run).
  */
-static int spawn(int *ends, int clone_parent, const void *fprog, char *request, unsigned request_cap,
-                 unsigned *request_len) {
+static int spawn(int *ends, int clone_parent, const void *fprog) {
     int control[2] = {-1, -1}, pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int error = 0;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, control) != 0) return -errno;
@@ -200,7 +194,7 @@ static int spawn(int *ends, int clone_parent, const void *fprog, char *request, 
     }
     if (pid == 0) {
         close(control[0]);
-        become_run(control[1], pipes[0][1], pipes[1][1], pipes[2][1], fprog, request, request_cap, request_len);
+        become_run(control[1], pipes[0][1], pipes[1][1], pipes[2][1], fprog);
         return 0;
     }
     close(control[1]);
@@ -216,9 +210,7 @@ static int spawn(int *ends, int clone_parent, const void *fprog, char *request, 
 }
 
 /* Fork one spare from the calling process (see spawn). */
-int sbx_fork_spare(int *ends, const void *fprog, char *request, unsigned request_cap, unsigned *request_len) {
-    return spawn(ends, 0, fprog, request, request_cap, request_len);
-}
+int sbx_fork_spare(int *ends, const void *fprog) { return spawn(ends, 0, fprog); }
 
 /*
  * The spawner: a process forked from the fork-server once, after its warm-up, that only makes spares.
@@ -234,7 +226,7 @@ int sbx_fork_spare(int *ends, const void *fprog, char *request, unsigned request
  * message per spare, an i32 pid carrying the fork-server's four ends (SCM_RIGHTS), or an i32 -errno
  * (and stops that burst). EOF on `sock` ends the spawner. Returns only in a spare, with 0, locked down.
  */
-int sbx_spawner_serve(int sock, const void *fprog, char *request, unsigned request_cap, unsigned *request_len) {
+int sbx_spawner_serve(int sock, const void *fprog) {
     /* First a probe: gVisor accepts CLONE_PARENT but makes the caller the parent anyway. The hello is the
        probe's pid when it is the fork-server's child (which reaps it), else 0 and the spawner exits. */
     int32_t hello = 0;
@@ -260,7 +252,7 @@ int sbx_spawner_serve(int sock, const void *fprog, char *request, unsigned reque
         if (got != (ssize_t)sizeof count) _exit(got == 0 ? 0 : 1);
         for (uint32_t i = 0; i < count; i++) {
             int ends[4];
-            int32_t pid = spawn(ends, 1, fprog, request, request_cap, request_len);
+            int32_t pid = spawn(ends, 1, fprog);
             if (pid == 0) return 0;
             union {
                 char space[CMSG_SPACE(4 * sizeof(int))];

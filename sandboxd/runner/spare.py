@@ -6,13 +6,9 @@ is missing or does not load (an image built on a host without a C compiler), :fu
 ``child.lock_down``): the same steps in the same order, only slower. ``hello`` says which path runs.
 
 The run reaches a native spare as one control message: a fixed binary header (what C needs: the
-rlimits and the lengths), the scratch path, and the request that Python reads after the lock-down.
-Model text is never in it: the job and stdin travel as memfds, as on the Python path.
-
-The request is ``marshal``-encoded by the fork-server (:func:`control_message`), not JSON: the spare
-decodes it with one C call, where ``json.loads`` runs Python code and, in a fresh fork, copy-on-write
-faults the pages that code writes (about 45 faults and 0.2 ms of the child's CPU per run here). Both
-ends are the runner's own code, before any model code runs; the daemon never reads marshal data.
+rlimits and the lengths) and the scratch path, with the job memfd (and the stdin memfd) attached.
+Model text is never in it. What Python needs after the lock-down (the run's request: nonce, encoder
+options, the job's size) is in the job memfd's first page, as on the Python path (``child.JobFile``).
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ import array
 import contextlib
 import ctypes
 import errno
-import marshal
 import os
 import socket
 import struct
@@ -32,51 +27,32 @@ TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
 if TYPE_CHECKING:
     from typing import Any
 
-ABI = 2
+ABI = 3
 JOB_FD = 4  # where spare.c leaves the job memfd
-MARSHAL_VERSION = 4  # the spare's request, from the fork-server (the same interpreter)
 _HEADER = struct.Struct("<IIQQQQQIIQ")  # spare.c: H_MAGIC ... H_JOB_BYTES, 64 bytes
-_REQUEST_CAP = (
-    1 << 15
-)  # the marshalled request (limits, nonce, encoder options, job size): under 1 KiB in practice
 LIBRARY = os.path.join(os.path.dirname(__file__), "_spare.so")  # no pathlib: see child.ChildFds
 
 
 class NativeSpares:
-    """``sbx_fork_spare`` and the buffers it fills, allocated once in the fork-server."""
+    """``sbx_fork_spare`` and ``sbx_spawner_serve``, and the buffer of the fork-server's ends."""
 
     def __init__(self, library: ctypes.CDLL) -> None:
         self._fork = library.sbx_fork_spare
-        self._fork.argtypes = (ctypes.c_void_p,) * 3 + (ctypes.c_uint, ctypes.c_void_p)
+        self._fork.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
         self._fork.restype = ctypes.c_int
         self._serve = library.sbx_spawner_serve
-        self._serve.argtypes = (
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-        )
+        self._serve.argtypes = (ctypes.c_int, ctypes.c_void_p)
         self._serve.restype = ctypes.c_int
         self.spawner = True  # make spares through a spawner (Spawner), not from the fork-server itself
         self._ends = (ctypes.c_int * 4)()
-        self._request = ctypes.create_string_buffer(_REQUEST_CAP)
-        self._length = ctypes.c_uint(0)
-        self._args = (
-            ctypes.addressof(self._ends),
-            ctypes.addressof(self._request),
-            _REQUEST_CAP,
-            ctypes.addressof(self._length),
-        )
 
     def fork(self, fprog: int) -> tuple[int, tuple[int, int, int, int]]:
         """Fork a spare: (pid, (control, stdout, stderr, frame)) in the parent; raises OSError.
 
-        In the child this returns ``(0, ...)`` only after the lock-down; then call :meth:`received`.
-        ``fprog`` is the address of the seccomp program's ``struct sock_fprog``.
+        In the child this returns ``(0, ...)`` only after the lock-down, its run's job memfd on
+        :data:`JOB_FD`. ``fprog`` is the address of the seccomp program's ``struct sock_fprog``.
         """
-        ends, request, cap, length = self._args
-        pid = int(self._fork(ends, fprog, request, cap, length))
+        pid = int(self._fork(ctypes.addressof(self._ends), fprog))
         if pid < 0:
             raise OSError(-pid, os.strerror(-pid))
         values = self._ends
@@ -84,14 +60,7 @@ class NativeSpares:
 
     def serve_spawner(self, sock: int, fprog: int) -> None:
         """Become the spawner (``sbx_spawner_serve``). Returns only in a spare it made, locked down."""
-        _, request, cap, length = self._args
-        self._serve(sock, fprog, request, cap, length)
-
-    def received(self) -> tuple[dict[str, Any], int]:
-        """In a locked-down native spare: the run's request and its job's size."""
-        data = ctypes.string_at(self._args[1], self._length.value)
-        request, job_bytes = marshal.loads(data)  # noqa: S302 - written by our fork-server (control_message)
-        return request, job_bytes
+        self._serve(sock, fprog)
 
 
 _RECORD = struct.Struct("<i")
@@ -162,12 +131,11 @@ class Spawner:
 def control_message(
     request: dict[str, Any], scratch: str, job_bytes: int, has_stdin: bool, base_vm_bytes: int
 ) -> bytes:
-    """The control message for a native spare: what ``spare.c`` reads, then what Python reads."""
+    """The control message for a native spare: the header ``spare.c`` reads, then the scratch path."""
     path = scratch.encode()
-    body = marshal.dumps([request, job_bytes], MARSHAL_VERSION)
     rlimits = child_rlimits(request["limits"], base_vm_bytes)
-    header = _HEADER.pack(ABI, 1 if has_stdin else 0, *rlimits, len(path), len(body), job_bytes)
-    return header + path + body
+    header = _HEADER.pack(ABI, 1 if has_stdin else 0, *rlimits, len(path), 0, job_bytes)
+    return header + path
 
 
 def from_environment() -> NativeSpares | None:
