@@ -7,10 +7,11 @@ measured, in the runner image: a child that compiles and runs an AZR validation 
 of CPU and 370 faults; the same child given the script's bytecode costs 1.0 ms and 190 faults. Here
 (the daemon's own heap) compiling costs only the compiling.
 
-So :func:`with_bytecode` adds the bytecode of a ``script`` job's code, or of every text of a
-``calls`` job, for the child, which loads it with ``marshal`` instead of compiling
-(``runner/jobs.py``). The source still travels with it, and the child compiles that whenever the
-bytecode is missing or does not load. Nothing is precompiled when:
+So :func:`with_bytecode` adds the code object of a ``script`` job's code, or of every text of a
+``calls`` job, for the child. The job travels in ``marshal`` (run.py), so the child's one
+``marshal.loads`` of its job makes the code objects too, instead of compiling (``runner/jobs.py``).
+The source still travels with it, and the child compiles that whenever the code object is missing.
+Nothing is precompiled when:
 
 * the daemon's Python is not the image's (:data:`.wheelhouse.IMAGE_PYTHON`): bytecode is only
   portable within one minor version;
@@ -28,8 +29,6 @@ Compiling is not running: no model code executes on the trusted side (docs/secur
 from __future__ import annotations
 import __future__
 
-import base64
-import marshal
 import sys
 import time
 import warnings
@@ -48,8 +47,8 @@ FILENAME = "<program>"  # runner/jobs.py compiles under this name too, and trace
 _FLAGS = __future__.annotations.compiler_flag
 
 
-def precompiled(source: str, name: str = FILENAME, mode: str = "exec") -> str | None:
-    """The base64 of ``marshal.dumps(compile(source, name, mode))``, or None (the child compiles it)."""
+def precompiled(source: str, name: str = FILENAME, mode: str = "exec") -> CodeType | None:
+    """``compile(source, name, mode)`` as the child would compile it, or None (the child compiles it)."""
     if sys.version_info[:2] != IMAGE_PYTHON or len(source) > MAX_SOURCE_CHARS:
         return None
     try:
@@ -58,12 +57,12 @@ def precompiled(source: str, name: str = FILENAME, mode: str = "exec") -> str | 
         # ours or by chance another thread's, only means the child compiles the text itself.
         with warnings.catch_warnings(record=True) as warned:
             warnings.simplefilter("always")
-            code = compile(source, name, mode, flags=_FLAGS, dont_inherit=True)
+            code: CodeType = compile(source, name, mode, flags=_FLAGS, dont_inherit=True)
     except Exception:  # any failure: the child compiles it, and reports it as it always did
         return None
     if warned or _orders_by_hash(code):  # a warning would go to the child's stderr: let it compile
         return None
-    return base64.b64encode(marshal.dumps(code)).decode("ascii")
+    return code
 
 
 def _orders_by_hash(code: CodeType) -> bool:
@@ -96,9 +95,9 @@ class Compiler:
     def __init__(self, runs: int) -> None:
         self.budget_seconds = runs * SECONDS_PER_RUN
         self.spent_seconds = 0.0
-        self._seen: dict[tuple[str, str, str], str | None] = {}
+        self._seen: dict[tuple[str, str, str], CodeType | None] = {}
 
-    def __call__(self, text: str, name: str = FILENAME, mode: str = "exec") -> str | None:
+    def __call__(self, text: str, name: str = FILENAME, mode: str = "exec") -> CodeType | None:
         key = (text, name, mode)
         if key in self._seen:
             return self._seen[key]
@@ -120,7 +119,7 @@ def with_bytecode(job: dict[str, Any], compiler: Compiler | None = None) -> dict
     compile_text = compiler if compiler is not None else Compiler(1)
     budget = [MAX_JOB_CHARS]
 
-    def one(text: Any, name: str, mode: str) -> str | None:
+    def one(text: Any, name: str, mode: str) -> CodeType | None:
         if not isinstance(text, str) or len(text) > budget[0]:
             return None
         budget[0] -= len(text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import marshal
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +12,12 @@ from .frame import ResultFrame, parse_frame, split_frames
 from .limits import Limits
 from .policy import SandboxPolicy
 from .verdict import Status, Termination, classify
+
+# A run's job goes to its child in marshal (runner/child.py, ``job_file``): the child decodes it in one C
+# call, code objects included (bytecode.py). The daemon writes marshal and never reads it; the version is
+# pinned so that a daemon on a newer Python still writes what the image's Python reads (code objects are
+# only sent when both Pythons are the same minor version).
+JOB_MARSHAL_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,10 @@ def fork_request(
     ``compiler`` is the batch's precompiling (bytecode.py).
     """
     nonce = secrets.token_hex(16)
-    fields = with_bytecode(spec.job, compiler)  # the child loads it instead of compiling (bytecode.py)
-    job = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    fields = with_bytecode(
+        _plain(spec.job), compiler
+    )  # the child loads it instead of compiling (bytecode.py)
+    job = marshal.dumps(fields, JOB_MARSHAL_VERSION)
     stdin = spec.stdin.encode("utf-8", "surrogatepass")
     message: dict[str, Any] = {
         "op": "run",
@@ -85,6 +93,16 @@ def fork_request(
     elif needs_heavy_zygote(spec.job, policy.heavy_modules):
         message["zygote"] = "heavy"
     return ForkRequest(message, job + stdin, nonce)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every tuple a list, as the child reads its job (it checks ``type(x) is list``)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _plain(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
+    return value
 
 
 def needs_heavy_zygote(job: dict[str, Any], heavy_modules: tuple[str, ...]) -> bool:

@@ -3,10 +3,9 @@ bytecode instead of compiling, and everything the program can observe stays as i
 
 from __future__ import annotations
 
-import base64
-import json
 import marshal
 import sys
+from types import CodeType
 
 import httpx
 import pytest
@@ -32,9 +31,9 @@ same_python = pytest.mark.skipif(
 ANNOTATED = "def f(x: int) -> list[int]:\n    return [x]\nprint(f.__annotations__, f(2))\n"
 
 
-def _loaded(blob: str | None) -> object:
-    assert blob is not None
-    return marshal.loads(base64.b64decode(blob))
+def _loaded(blob: object) -> CodeType:
+    assert isinstance(blob, CodeType)
+    return marshal.loads(marshal.dumps(blob))  # as the child gets it, inside its job's marshal
 
 
 @same_python
@@ -138,25 +137,39 @@ def test_fork_request_sends_bytecode_only_for_scripts_and_calls() -> None:
         policy,
         "b",
     )
-    job = json.loads(script.body[: script.header["job_bytes"]])
+    job = marshal.loads(script.body[: script.header["job_bytes"]])
     assert job["code"] == "print(1)"  # the source always travels with it
     same = sys.version_info[:2] == IMAGE_PYTHON
     assert ("bytecode" in job) == same
-    assert ("bytecode" in json.loads(calls.body[: calls.header["job_bytes"]])) == same
+    assert ("bytecode" in marshal.loads(calls.body[: calls.header["job_bytes"]])) == same
     formal = fork_request(RunSpec(job={"kind": "formal", "program": "x"}, limits=policy.limits), policy, "c")
-    assert "bytecode" not in json.loads(formal.body[: formal.header["job_bytes"]])
+    assert "bytecode" not in marshal.loads(formal.body[: formal.header["job_bytes"]])
+
+
+def test_fork_request_sends_the_job_with_lists_for_tuples() -> None:
+    """The job travels in marshal, which keeps tuples; the child expects lists, as JSON gave it."""
+    policy = load_policies(BUILTIN_POLICIES)["default"]
+    job = {
+        "kind": "calls",
+        "imports": ("import math",),
+        "program": "def f(x):\n    return x",
+        "calls": ("1", "2"),
+        "expressions": ({"imports": (), "text": "math.pi"},),
+    }
+    request = fork_request(RunSpec(job=job, limits=policy.limits), policy, "t")
+    sent = marshal.loads(request.body[: request.header["job_bytes"]])
+    assert sent["imports"] == ["import math"]
+    assert sent["calls"] == ["1", "2"]
+    assert sent["expressions"] == [{"imports": [], "text": "math.pi"}]
+    assert jobs.run_calls(sent).values[0][:2] == ("ok", 1)
 
 
 @pytest.mark.parametrize(
     "blob",
-    [
-        "not base64 at all!",
-        base64.b64encode(b"\x00garbage").decode(),
-        base64.b64encode(marshal.dumps(42)).decode(),
-    ],
-    ids=["not-base64", "bad-marshal", "not-code"],
+    ["a text", marshal.dumps(compile("print(8)", "<program>", "exec")), 42],
+    ids=["text", "marshalled-bytes", "int"],
 )
-def test_the_child_compiles_the_source_when_the_bytecode_does_not_load(blob: str) -> None:
+def test_the_child_compiles_the_source_when_the_job_holds_no_code_object(blob: object) -> None:
     code = jobs._script_code({"code": "print(7)", "bytecode": blob})
     assert code == compile("print(7)", "<program>", "exec")
 

@@ -9,6 +9,7 @@ Isolation itself is proven on real containers by test_attacks.py, whose children
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import signal
 import struct
@@ -23,6 +24,7 @@ from forkserver_support import REPO, LocalForkServer
 
 from sandboxd import image
 from sandboxd.policy import load_policies
+from sandboxd.run import JOB_MARSHAL_VERSION
 from sandboxd.runner import child, spare
 from sandboxd.runner.private import write_all
 from sandboxd.runner.protocol import encode_message
@@ -166,12 +168,13 @@ def test_control_message_matches_the_c_layout() -> None:
 
 def test_the_job_memfd_holds_the_request_then_the_job() -> None:
     request = {"nonce": "n" * 32, "limits": {"cpu_time_seconds": 2}, "encoder": {"max_depth": 8}}
-    job = json.dumps({"kind": "script", "code": "print('\u00e9')"}).encode()
+    sent = {"kind": "script", "code": "print('\u00e9\ud800')", "bytecode": compile("1", "<program>", "exec")}
+    job = marshal.dumps(sent, JOB_MARSHAL_VERSION)
     fd = os.memfd_create("job")
     try:
         write_all(fd, child.job_file(request, memoryview(job)))
         assert os.fstat(fd).st_size == child.JOB_OFFSET + len(job)
-        assert child.read_job(fd) == (request, json.loads(job))
+        assert child.read_job(fd) == (request, sent)
     finally:
         os.close(fd)
     with pytest.raises(ValueError, match="run request"):

@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import builtins
-import marshal
 import types
-from base64 import b64decode
 from collections.abc import Callable
 
 from .formal import run_formal  # the ``formal`` job: CrossHair, in the formal zygote only
@@ -26,8 +24,6 @@ _type = type
 _issubclass = issubclass
 _type_name = type.__dict__["__name__"].__get__
 _compile = compile
-_marshal_loads = marshal.loads
-_b64decode = b64decode
 _CodeType = types.CodeType
 _exec = exec
 _eval = eval
@@ -76,19 +72,15 @@ def describe_exception(exc: BaseException) -> Outcome:
     return Outcome(outcome="exception", exc_type=name, exc_builtin=cls in _BUILTIN_EXCEPTIONS, exit_code=1)
 
 
-def _code(blob: Any, source: str, name: str, mode: str) -> Any:
-    """The daemon's bytecode for ``compile(source, name, mode)`` (sandboxd/bytecode.py), else that compile.
+def _code(compiled: Any, source: str, name: str, mode: str) -> Any:
+    """The daemon's code object for ``compile(source, name, mode)`` (sandboxd/bytecode.py), else that compile.
 
-    The bytecode comes from the trusted side with the source; if it is missing, or is not this
-    interpreter's, the source is compiled here exactly as it would have been without it.
+    The code object comes from the trusted side with the source, inside the job's marshal; where it
+    is missing (or is anything but a code object), the source is compiled here exactly as it would
+    have been without it.
     """
-    if _type(blob) is str:
-        try:
-            code = _marshal_loads(_b64decode(blob))
-        except (ValueError, EOFError, TypeError):
-            code = None
-        if _type(code) is _CodeType:
-            return code
+    if _type(compiled) is _CodeType:
+        return compiled
     return _compile(source, name, mode)
 
 
@@ -98,7 +90,7 @@ def _nth(table: Any, key: str, index: int) -> Any:
     return column[index] if _type(column) is list and index < len(column) else None
 
 
-def bytecode_field(job: dict[str, Any], compile_text: Callable[[Any, str, str], str | None]) -> Any:
+def bytecode_field(job: dict[str, Any], compile_text: Callable[[Any, str, str], Any]) -> Any:
     """The ``bytecode`` field that :func:`_code` reads back for ``job``, from ``compile_text(text, name,
     mode)`` (None where the child compiles the text itself); None for other kinds.
 
@@ -114,10 +106,10 @@ def bytecode_field(job: dict[str, Any], compile_text: Callable[[Any, str, str], 
         return None
     entry = str(job.get("entry", "f"))
 
-    def lines(texts: Any) -> list[str | None]:
+    def lines(texts: Any) -> list[Any]:
         return [compile_text(line, "<imports>", "exec") for line in texts] if _type(texts) is list else []
 
-    def calls(texts: Any, name: str) -> list[str | None]:
+    def calls(texts: Any, name: str) -> list[Any]:
         if _type(texts) is not list:
             return []
         return [

@@ -4,7 +4,8 @@ Daemon and fork-server exchange *messages*: an 8-byte prefix (two big-endian len
 and the body's), a JSON object header, then the body as raw bytes. The header holds only trusted
 fields (ids, nonces, limits, lengths). Model text and model output travel only in bodies:
 
-- ``run``: the body is the job's JSON (``job_bytes``) followed by the raw stdin (``stdin_bytes``);
+- ``run``: the body is the job (``job_bytes``, in ``marshal``: written by the daemon, read only by the
+  child, sandboxd/run.py) followed by the raw stdin (``stdin_bytes``);
 - ``result``: the body is stdout, stderr and the child's result frame, with their lengths in the header.
 
 The fork-server never decodes a body: it moves body bytes between the wire, memfds and pipes
