@@ -13,10 +13,11 @@ from .limits import Limits
 from .policy import SandboxPolicy
 from .verdict import Status, Termination, classify
 
-# A run's job goes to its child in marshal (runner/child.py, ``job_file``): the child decodes it in one C
-# call, code objects included (bytecode.py). The daemon writes marshal and never reads it; the version is
-# pinned so that a daemon on a newer Python still writes what the image's Python reads (code objects are
-# only sent when both Pythons are the same minor version).
+# A run's job goes to its child in marshal, as ``[run, job]`` (runner/child.py, ``read_job``): ``run`` is
+# what the child needs of the run itself (its nonce and encoder options), and the child decodes both in
+# one C call, code objects included (bytecode.py). The daemon writes marshal and never reads it; the
+# version is pinned so that a daemon on a newer Python still writes what the image's Python reads (code
+# objects are only sent when both Pythons are the same minor version).
 JOB_MARSHAL_VERSION = 4
 
 
@@ -69,17 +70,15 @@ def fork_request(
     ``compiler`` is the batch's precompiling (bytecode.py).
     """
     nonce = secrets.token_hex(16)
-    fields = with_bytecode(
-        _plain(spec.job), compiler
-    )  # the child loads it instead of compiling (bytecode.py)
-    job = marshal.dumps(fields, JOB_MARSHAL_VERSION)
+    fields = with_bytecode(_plain(spec.job), compiler)  # the child loads it, not compiles (bytecode.py)
+    run = {"nonce": nonce, "encoder": policy.encoder.model_dump()}
+    job = marshal.dumps([run, fields], JOB_MARSHAL_VERSION)
     stdin = spec.stdin.encode("utf-8", "surrogatepass")
     message: dict[str, Any] = {
         "op": "run",
         "id": run_id,
         "nonce": nonce,
         "limits": spec.limits.model_dump(),
-        "encoder": policy.encoder.model_dump(),
         # Room for the validation's frame, plus one small frame per output-signature probe (runner/child.py).
         "frame_bytes": policy.encoder.max_text_bytes + 65536 + len(spec.job.get("probes") or ()) * 20480,
         "job_bytes": len(job),

@@ -149,7 +149,7 @@ class FakeHandle:
                 sections = split_sections(received, RUN_SECTIONS)
                 message = {
                     **message,
-                    "job": marshal.loads(sections["job"]),  # noqa: S302 - the daemon's own fork_request
+                    "job": marshal.loads(sections["job"])[1],  # noqa: S302 - the daemon's own fork_request
                     "stdin": sections["stdin"].decode("utf-8", "surrogatepass"),
                 }
             self.backend.received.append(message)

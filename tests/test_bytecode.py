@@ -20,7 +20,7 @@ from sandboxd.bytecode import (
     with_bytecode,
 )
 from sandboxd.policy import load_policies
-from sandboxd.run import RunSpec, fork_request
+from sandboxd.run import ForkRequest, RunSpec, fork_request
 from sandboxd.runner import jobs
 from sandboxd.settings import BUILTIN_POLICIES
 from sandboxd.wheelhouse import IMAGE_PYTHON
@@ -29,6 +29,13 @@ same_python = pytest.mark.skipif(
     sys.version_info[:2] != IMAGE_PYTHON, reason="the daemon precompiles only for the image's Python"
 )
 ANNOTATED = "def f(x: int) -> list[int]:\n    return [x]\nprint(f.__annotations__, f(2))\n"
+
+
+def _sent_job(request: ForkRequest) -> dict[str, object]:
+    """The job of a fork-server ``run`` as its child reads it (runner/child.py, ``read_job``)."""
+    run, job = marshal.loads(request.body[: request.header["job_bytes"]])
+    assert run["nonce"] == request.nonce
+    return job  # type: ignore[no-any-return]
 
 
 def _loaded(blob: object) -> CodeType:
@@ -137,13 +144,13 @@ def test_fork_request_sends_bytecode_only_for_scripts_and_calls() -> None:
         policy,
         "b",
     )
-    job = marshal.loads(script.body[: script.header["job_bytes"]])
+    job = _sent_job(script)
     assert job["code"] == "print(1)"  # the source always travels with it
     same = sys.version_info[:2] == IMAGE_PYTHON
     assert ("bytecode" in job) == same
-    assert ("bytecode" in marshal.loads(calls.body[: calls.header["job_bytes"]])) == same
+    assert ("bytecode" in _sent_job(calls)) == same
     formal = fork_request(RunSpec(job={"kind": "formal", "program": "x"}, limits=policy.limits), policy, "c")
-    assert "bytecode" not in marshal.loads(formal.body[: formal.header["job_bytes"]])
+    assert "bytecode" not in _sent_job(formal)
 
 
 def test_fork_request_sends_the_job_with_lists_for_tuples() -> None:
@@ -157,7 +164,7 @@ def test_fork_request_sends_the_job_with_lists_for_tuples() -> None:
         "expressions": ({"imports": (), "text": "math.pi"},),
     }
     request = fork_request(RunSpec(job=job, limits=policy.limits), policy, "t")
-    sent = marshal.loads(request.body[: request.header["job_bytes"]])
+    sent = _sent_job(request)
     assert sent["imports"] == ["import math"]
     assert sent["calls"] == ["1", "2"]
     assert sent["expressions"] == [{"imports": [], "text": "math.pi"}]

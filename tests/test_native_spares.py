@@ -163,34 +163,23 @@ def test_control_message_matches_the_c_layout() -> None:
     fields = struct.unpack_from("<IIQQQQQIIQ", message)
     assert struct.calcsize("<IIQQQQQIIQ") == 64
     assert fields == (spare.ABI, 1, 3, 4, 6000, 0, 32, len("/scratch/run-1"), 0, 77)
-    assert message[64:] == b"/scratch/run-1"  # the request travels in the job memfd (child.job_file)
+    assert message[64:] == b"/scratch/run-1"  # what Python needs travels in the job (child.read_job)
 
 
-def test_the_job_memfd_holds_the_request_then_the_job() -> None:
-    request = {"nonce": "n" * 32, "limits": {"cpu_time_seconds": 2}, "encoder": {"max_depth": 8}}
-    sent = {"kind": "script", "code": "print('\u00e9\ud800')", "bytecode": compile("1", "<program>", "exec")}
-    job = marshal.dumps(sent, JOB_MARSHAL_VERSION)
+@pytest.mark.parametrize("padding", [0, 70_000], ids=["small", "over-one-read"])
+def test_the_child_reads_its_run_and_its_job_from_the_memfd(padding: int) -> None:
+    run = {"nonce": "n" * 32, "encoder": {"max_depth": 8}}
+    job = {
+        "kind": "script",
+        "code": "print('\u00e9\ud800')" + "#" * padding,
+        "bytecode": compile("1", "<program>", "exec"),
+    }
     fd = os.memfd_create("job")
     try:
-        write_all(fd, child.job_file(request, memoryview(job)))
-        assert os.fstat(fd).st_size == child.JOB_OFFSET + len(job)
-        assert child.read_job(fd) == (request, sent)
+        write_all(fd, [marshal.dumps([run, job], JOB_MARSHAL_VERSION)])
+        assert child.read_job(fd) == (run, job)
     finally:
         os.close(fd)
-    with pytest.raises(ValueError, match="run request"):
-        child.job_file({"id": "x" * child.JOB_OFFSET}, memoryview(job))
-
-
-def test_a_run_whose_request_does_not_fit_is_refused_and_the_server_goes_on(tmp_path: Path) -> None:
-    server = LocalForkServer(tmp_path)
-    try:
-        server.send_run("print(1)", "x" * child.JOB_OFFSET, 0)
-        refused = server.next().header
-        assert refused["op"] == "error"
-        assert "run request" in refused["message"]
-        assert server.run("print(2)")["stdout"] == b"2\n"
-    finally:
-        server.close()
 
 
 def test_missing_or_foreign_objects_fall_back_to_python(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ class ChildFds:
     """Descriptors the parent prepared; they land on 0, 1, 2 and RESULT_FD in the child.
 
     ``stdin`` None keeps fd 0 as it is in every fork-server: ``/dev/null``. ``job`` is the run's job
-    memfd (:func:`job_file`); the child reads it and closes it.
+    memfd (:func:`read_job`); the child reads it and closes it.
     """
 
     __slots__ = ("job", "result", "stderr", "stdin", "stdout")
@@ -72,40 +72,28 @@ class ChildFds:
         self.job = job
 
 
-# A run's job memfd, written by the fork-server when it stages the run: the first page holds the run's
-# request (limits, nonce, encoder options; no model text) and the job's size, marshalled; the job
-# follows at JOB_OFFSET, as the daemon sent it: marshal too, with the code objects it compiled
-# (sandboxd/run.py). marshal, not JSON, because the child decodes it in one C call, where json.loads
-# runs Python code whose writes copy-on-write fault pages in a fresh fork (with base64 bytecode to
-# decode as well: about 85 faults and 0.4 ms of the child's CPU per AZR run here). Only trusted code
-# writes either part; the daemon never reads marshal data.
-JOB_OFFSET = 4096
-_MARSHAL_VERSION = 4
-
-
-def job_file(request: dict[str, Any], job: memoryview) -> list[memoryview]:
-    """What to write at offset 0 of a run's job memfd; raises ValueError if the request is too large."""
-    head = marshal.dumps([request, len(job)], _MARSHAL_VERSION)
-    if len(head) > JOB_OFFSET:
-        raise ValueError(f"run request of {len(head)} bytes (at most {JOB_OFFSET})")
-    return [memoryview(head), memoryview(bytes(JOB_OFFSET - len(head))), job]
+_READ_BYTES = 1 << 16  # a job memfd is read in chunks this large (an AZR job is 1-10 KiB)
 
 
 def read_job(fd: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The run's request and its job, from the job memfd (:func:`job_file`)."""
-    request, size = marshal.loads(os.pread(fd, JOB_OFFSET, 0))  # noqa: S302 - our fork-server's own data
-    if type(request) is not dict or type(size) is not int:
-        raise TypeError("bad run request")
+    """The run's own fields (nonce, encoder options) and its job, from the job memfd.
+
+    The memfd holds the job exactly as the daemon sent it: ``marshal`` of ``[run, job]``, with the code
+    objects the daemon compiled inside (sandboxd/run.py). marshal, not JSON, because the child decodes
+    it in one C call, where ``json.loads`` (and base64 for the bytecode) runs Python code whose writes
+    copy-on-write fault pages in a fresh fork: about 100 more faults and 0.4 ms of the child's CPU per
+    AZR run here. Only the daemon writes it and only the child reads it.
+    """
     data = b""
-    while len(data) < size:
-        chunk = os.pread(fd, size - len(data), JOB_OFFSET + len(data))
-        if not chunk:
-            raise EOFError("job memfd is short")
+    while True:  # to the end of the memfd: only the job is in it
+        chunk = os.pread(fd, _READ_BYTES, len(data))
         data += chunk
-    job = marshal.loads(data)  # noqa: S302 - the daemon's own encoding (run.py): model text only in its strings
-    if type(job) is not dict:
+        if len(chunk) < _READ_BYTES:
+            break
+    run, job = marshal.loads(data)  # noqa: S302 - the daemon's own encoding (run.py): model text only in its strings
+    if type(run) is not dict or type(job) is not dict:
         raise TypeError("job is not an object")
-    return request, job
+    return run, job
 
 
 def _set_rlimits(limits: dict[str, Any], base_vm_bytes: int) -> None:
@@ -311,11 +299,11 @@ def _probe(job: dict[str, Any], namespace: dict[str, Any], request: dict[str, An
         return
 
 
-def run(fds: ChildFds, scratch: str, prep: Preparation) -> None:
+def run(fds: ChildFds, scratch: str, limits: dict[str, Any], prep: Preparation) -> None:
     """Entry point after fork (the Python spare path). Never returns."""
     try:
         request, job = read_job(fds.job)
-        lock_down(fds, scratch, request["limits"], prep)
+        lock_down(fds, scratch, limits, prep)
     except BaseException:  # any failure before model code is a set-up failure
         _exit(EXIT_SETUP_FAILED)
     _execute(job, request, prep)

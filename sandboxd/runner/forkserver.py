@@ -23,6 +23,7 @@ import contextlib
 import errno
 import gc
 import importlib
+import marshal
 import os
 import resource
 import selectors
@@ -50,6 +51,7 @@ _PR_SET_DUMPABLE = 4
 _ZYGOTE_FD = 4  # fds 0-3 are taken (see _own_protocol_fds)
 _BURST = 4  # spares forked back to back at most (they count against the container's pids limit)
 _FDS_SPACE = socket.CMSG_SPACE(2 * 4)  # the job and stdin memfds
+_MARSHAL_VERSION = 4  # a Python spare's control message (ours alone: the same interpreter reads it)
 _CONTROL_BYTES = 1 << 16  # a run's header; the job and stdin travel as memfds
 
 
@@ -271,12 +273,12 @@ class ForkServer:
         try:
             job_bytes, stdin_bytes = section_sizes(request, RUN_SECTIONS, len(body))
             job_fd = os.memfd_create("job")
-            write_all(job_fd, child.job_file(request, body[:job_bytes]))
+            write_all(job_fd, [body[:job_bytes]])
             if stdin_bytes:
                 stdin_fd = os.memfd_create("stdin")
                 write_all(stdin_fd, [body[job_bytes:]])
                 os.lseek(stdin_fd, 0, os.SEEK_SET)
-        except (ProtocolError, OSError, ValueError) as exc:
+        except (ProtocolError, OSError) as exc:
             for fd in (job_fd, stdin_fd):
                 if fd is not None:
                     os.close(fd)
@@ -429,7 +431,7 @@ class ForkServer:
                 request, scratch, staged.job_bytes, staged.stdin_fd is not None, self.prep.base_vm_bytes
             )
         else:
-            header = scratch.encode()
+            header = marshal.dumps([scratch, limits], _MARSHAL_VERSION)
         fds = [staged.job_fd] if staged.stdin_fd is None else [staged.job_fd, staged.stdin_fd]
         started = time.monotonic()
         with contextlib.suppress(OSError):  # a spare killed from outside: reaped and reported as this run
@@ -626,7 +628,7 @@ def _own_protocol_fds() -> tuple[int, int]:
 def _spare(control: socket.socket, writes: dict[str, int], prep: child.Preparation) -> None:
     """Body of a spare: wait for a run over ``control``, then become its child. Never returns.
 
-    The message is the run's scratch path; the job (with the run's request) and stdin arrive as memfds,
+    The message is the run's scratch path and limits (marshal); the job and stdin arrive as memfds,
     as they did for a child forked per run. EOF means the fork-server is done with us.
     """
     try:
@@ -636,12 +638,12 @@ def _spare(control: socket.socket, writes: dict[str, int], prep: child.Preparati
         if not data:
             os._exit(0)
         fds = memoryview(ancillary[0][2]).cast("i").tolist()
-        scratch = data.decode()
+        scratch, limits = marshal.loads(data)  # noqa: S302 - our fork-server's own message
         stdin = fds[1] if len(fds) == 2 else None
         child_fds = child.ChildFds(stdin, writes["stdout"], writes["stderr"], writes["frame"], fds[0])
     except BaseException:
         os._exit(child.EXIT_SETUP_FAILED)
-    child.run(child_fds, scratch, prep)
+    child.run(child_fds, scratch, limits, prep)
 
 
 def heavy_zygote(parent: ForkServer, fd: int) -> int:
