@@ -82,7 +82,7 @@ os.write(3, struct.pack(">I", len(body)) + body)
 # comparisons live on the trusted side), which is why the row expects "ok".
 STOLEN_NONCE_FRAME = r"""
 import gc, json, os, struct
-nonce = next(o["nonce"] for o in gc.get_objects() if type(o) is dict and o.get("op") == "run")
+nonce = next(o["nonce"] for o in gc.get_objects() if type(o) is dict and "nonce" in o and "encoder" in o)
 body = json.dumps({"v": 1, "nonce": nonce, "outcome": "ok", "exc_type": None, "exc_builtin": False,
                    "exit_code": 0, "non_canonical": False, "encode_error": None, "values": []}).encode()
 os.write(3, struct.pack(">I", len(body)) + body)

@@ -70,7 +70,7 @@ class AlwaysEqual:
 FORGE_FRAME = """
 import gc, json, os, struct
 def _forge():
-    request = next(o for o in gc.get_objects() if type(o) is dict and "nonce" in o and "limits" in o)
+    request = next(o for o in gc.get_objects() if type(o) is dict and "nonce" in o and "encoder" in o)
     job = next(o for o in gc.get_objects() if type(o) is dict and "calls" in o and "kind" in o)
     value = '["t",[["s","ok"],["r","2"],["s","2"]]]'
     body = (
@@ -91,7 +91,8 @@ FORGE_GUESS = FORGE_FRAME.replace('["r","2"],["s","2"]', '["i","7"],["s","7"]')
 FORGE_RIGHT = FORGE_FRAME.replace('["r","2"],["s","2"]', '["i","2"],["s","2"]')
 
 # Two probes for the expected outputs of a check, in the answer's own process. Each keeps the texts that
-# fullmatch PATTERN (replaced by a regex), and f evaluates the first one found. LEAK_FRAMES reaches the
+# fullmatch PATTERN (replaced by an expression that decodes the regex from hex, so that the probe's own
+# job holds no text the memory scan could match), and f evaluates the first one found. LEAK_FRAMES reaches the
 # fork-server's queued and running ``run`` messages through the frames, where the expected-output
 # evaluations once sat (before they ran in requests of their own), and every dict gc finds. LEAK_MEMORY
 # reads the pages around every gc object, freed memory included (as tests/attack_programs.MEMORY_SCAN).
@@ -127,8 +128,14 @@ _TEXTS = []
 for page in sorted(pages):
     n = libc.write(w, page, 4096)
     if n > 0:
-        for found in re.finditer(rb'"text":\\s*"(' + PATTERN.encode() + rb')"', os.read(r, n)):
+        data = os.read(r, n)
+        # A job's texts in memory, whichever way they were encoded: JSON, or a marshal string (a type
+        # byte, a one-byte length, the text), as jobs travel since 2026-12-02.
+        for found in re.finditer(rb'"text":\\s*"(' + PATTERN.encode() + rb')"', data):
             _TEXTS.append(found.group(1).decode())
+        for found in re.finditer(rb'[Zz\\xda\\xfa](.)(' + PATTERN.encode() + rb')', data, re.S):
+            if found.group(1)[0] == len(found.group(2)):
+                _TEXTS.append(found.group(2).decode())
 def f(x):
     return eval(_TEXTS[0]) if _TEXTS else None
 """
@@ -467,9 +474,14 @@ SIBLING = {"task_type": "deduction", "answer": "'sibling'", "expected_output": "
 HIDDEN = r"987654321|987654320 \+ 1"  # the expected outputs the probes look for
 
 
+def hidden(pattern: str) -> str:
+    """A probe's PATTERN: an expression that makes the regex at run time, from hex."""
+    return f"bytes.fromhex({pattern.encode().hex()!r}).decode()"
+
+
 def leak_attempts(client: httpx.Client, probe: str, pattern: str, expected: str) -> list[bool]:
     """Eight check requests, each the probe's answer and eight sibling deductions; is the probe correct?"""
-    source = LEAK_PROBES[probe].replace("PATTERN", repr(pattern))
+    source = LEAK_PROBES[probe].replace("PATTERN", hidden(pattern))
     answer = induction(source, inputs=["1"], outputs=[expected])
     correct = []
     for _ in range(8):
@@ -549,7 +561,7 @@ def test_answer_cannot_find_expected_values_evaluated_before_it(client: httpx.Cl
 
 def test_answer_cannot_read_the_expected_outputs_under_pooled(client: httpx.Client) -> None:
     """Under ``pooled`` too, no answer reads non-literal expected outputs (or AZR refuses the policy)."""
-    probe = LEAK_PROBES["memory-scan"].replace("PATTERN", repr(HIDDEN))
+    probe = LEAK_PROBES["memory-scan"].replace("PATTERN", hidden(HIDDEN))
     answer = induction(probe, inputs=["1"], outputs=["987654320 + 1"])
     results = []
     for _ in range(4):
@@ -559,6 +571,16 @@ def test_answer_cannot_read_the_expected_outputs_under_pooled(client: httpx.Clie
         assert response.status_code == 200, response.text
         results += response.json()["results"]
     assert not any(result["correct"] for result in results), results
+
+
+def test_the_memory_probe_finds_a_marshalled_job_text_in_its_own_memory(client: httpx.Client) -> None:
+    """The control of the memory-scan rows: a job text in marshal form in the answer's own memory (as a
+    sibling's job would be, were it there) is found, and the answer is then correct."""
+    text = b"987654320 + 1".hex()
+    planted = f"import marshal\n_PLANT = marshal.dumps({{'text': bytes.fromhex({text!r}).decode()}})\n"
+    probe = planted + LEAK_MEMORY.replace("PATTERN", hidden(HIDDEN))
+    result = check_one(client, induction(probe, inputs=["1"], outputs=["987654321"]))
+    assert (result["correct"], result["reason"]) == (True, "ok"), result
 
 
 def test_forged_frame_is_only_another_way_to_return_values(client: httpx.Client) -> None:
