@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from daemon_process import settle
+from policy_support import with_warm_containers
 
 from sandboxd.settings import BUILTIN_POLICIES, Settings
 from sandboxd.testing import running_server
@@ -82,7 +83,7 @@ def server(tmp_path: Path) -> Iterator[tuple[httpx.Client, str]]:
     policies = tmp_path / "policies"
     policies.mkdir()
     text = (BUILTIN_POLICIES / "default.yaml").read_text()
-    (policies / "default.yaml").write_text(text.replace("warm_containers: 3", f"warm_containers: {WARM}"))
+    (policies / "default.yaml").write_text(with_warm_containers(text, WARM))
     settings = Settings(instance=f"faults-{uuid.uuid4().hex[:8]}", policies_dir=policies)
     with running_server(settings) as url, httpx.Client(base_url=url, timeout=120) as client:
         yield client, settings.instance

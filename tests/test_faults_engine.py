@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from engine_proxy import EngineProxy
+from policy_support import with_warm_containers
 
 from sandboxd.image import runner_image_tag
 from sandboxd.settings import BUILTIN_POLICIES, Settings
@@ -55,7 +56,7 @@ def settings(proxy: EngineProxy, tmp_path: Path) -> Settings:
     policies = tmp_path / "policies"
     policies.mkdir()
     text = (BUILTIN_POLICIES / "default.yaml").read_text()
-    (policies / "default.yaml").write_text(text.replace("warm_containers: 3", f"warm_containers: {WARM}"))
+    (policies / "default.yaml").write_text(with_warm_containers(text, WARM))
     return Settings(
         instance=f"engine-{uuid.uuid4().hex[:8]}",
         policies_dir=policies,

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from policy_support import with_warm_containers
 
 from sandboxd.azr import probes
 from sandboxd.curriculum import analysis
@@ -127,7 +128,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         (policies / source.name).write_text(source.read_text())
     (policies / "probed.yaml").write_text(PROBED)
     (policies / "unprobed.yaml").write_text(UNPROBED)
-    default = (policies / "default.yaml").read_text().replace("warm_containers: 3", "warm_containers: 1")
+    default = with_warm_containers((policies / "default.yaml").read_text(), 1)
     (policies / "default.yaml").write_text(default)
     settings = Settings(instance="h10-probes", policies_dir=policies, data_dir=root / "data")
     with running_server(settings) as url:
