@@ -48,6 +48,14 @@ async def settle(condition: Callable[[], bool], seconds: float = 2.0) -> None:
             await asyncio.sleep(0.01)
 
 
+async def warm_pool(backend: FakeBackend, fan_out: int | None = None, **options: Any) -> Pool:
+    """A started pool (``make_pool``), once its ``warm_containers`` sandboxes are all warm."""
+    pool = make_pool(backend, fan_out, **options)
+    await pool.start()
+    await settle(lambda: len(pool.warm) == pool.policy.pool.warm_containers)
+    return pool
+
+
 def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(test())
 
@@ -87,9 +95,7 @@ def test_pool_warms_to_target() -> None:
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=3, max_starting=2)
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 3)
+        pool = await warm_pool(backend, warm_containers=3, max_starting=2)
         configures = [m for m in backend.received if m["op"] == "configure"]
         assert len(configures) == 3
         assert configures[0]["syscalls"] == list(pool.policy.syscalls)
@@ -129,9 +135,7 @@ def test_used_sandboxes_are_destroyed_once_the_pool_is_quiet() -> None:
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=2, max_requests_per_container=1)
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 2)
+        pool = await warm_pool(backend, warm_containers=2, max_requests_per_container=1)
         [used] = await pool.lease(1)
         pool.release(used)
         await asyncio.sleep(QUIET_SECONDS / 4)
@@ -167,9 +171,7 @@ def test_busy_pool_tops_up_only_to_busy_warm_containers() -> None:
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=3, busy_warm_containers=1, max_starting=2)
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 3)
+        pool = await warm_pool(backend, warm_containers=3, busy_warm_containers=1, max_starting=2)
         first = await pool.lease(2)
         await asyncio.sleep(QUIET_SECONDS * 3)
         assert len(pool.warm) == 1  # one warm is enough while busy: no start yet
@@ -204,9 +206,7 @@ def test_default_pool_refills_at_once_without_busy_warm_containers() -> None:
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=2, busy_warm_containers=None)
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 2)
+        pool = await warm_pool(backend, warm_containers=2, busy_warm_containers=None)
         held = await pool.lease(1)
         await settle(lambda: len(pool.warm) == 2, seconds=QUIET_SECONDS / 2 + 1)
         assert pool.leased == set(held)
@@ -278,10 +278,8 @@ def test_reuse_policy_keeps_sandbox_warm() -> None:
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=1, max_requests_per_container=2)
+        pool = await warm_pool(backend, warm_containers=1, max_requests_per_container=2)
         executor = Executor({"default": pool})
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 1)
         ids = [(await executor.run_batch("default", specs(1)))[0].sandbox_id for _ in range(3)]
         assert ids[0] == ids[1] != ids[2]
         await pool.close()
@@ -294,10 +292,8 @@ def test_batch_results_keep_order_and_spread() -> None:
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, fan_out=2, warm_containers=2)
+        pool = await warm_pool(backend, fan_out=2, warm_containers=2)
         executor = Executor({"default": pool})
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 2)
         results = await executor.run_batch("default", specs(40))
         assert len(results) == 40
         assert len({r.sandbox_id for r in results}) == 2
@@ -318,10 +314,8 @@ def test_batch_wants_one_container_per_runs_per_container(
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, fan_out=3, runs_per_container=per_container, warm_containers=3)
+        pool = await warm_pool(backend, fan_out=3, runs_per_container=per_container, warm_containers=3)
         executor = Executor({"default": pool})
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 3)
         results = await executor.run_batch("default", specs(runs))
         assert len({r.sandbox_id for r in results}) == containers
         await pool.close()
@@ -334,9 +328,7 @@ def test_dead_idle_sandbox_is_replaced() -> None:
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=1)
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 1)
+        pool = await warm_pool(backend, warm_containers=1)
         victim = pool.warm[0]
         backend.created[0].crash()
         await settle(lambda: not victim.alive)
@@ -379,9 +371,7 @@ def test_sandbox_death_mid_batch_is_retried_once(monkeypatch: pytest.MonkeyPatch
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=1, max_parallel_runs=1)
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 1)
+        pool = await warm_pool(backend, warm_containers=1, max_parallel_runs=1)
         results = await Executor({"default": pool}).run_batch("default", specs(5))
         statuses = [r.status for r in results]
         assert statuses[1] is Status.INFRASTRUCTURE_ERROR
@@ -446,9 +436,7 @@ def test_a_feed_that_closes_empty_leases_nothing() -> None:
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=1)
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 1)
+        pool = await warm_pool(backend, warm_containers=1)
         feed = RunFeed(bound=5)
         running = asyncio.create_task(Executor({"default": pool}).run_stages("default", [[], feed]))
         await asyncio.sleep(0.05)
@@ -541,9 +529,7 @@ def test_sandbox_death_while_a_feed_fills(monkeypatch: pytest.MonkeyPatch) -> No
 
     async def body() -> None:
         backend = FakeBackend()
-        pool = make_pool(backend, warm_containers=1, max_parallel_runs=1)
-        await pool.start()
-        await settle(lambda: len(pool.warm) == 1)
+        pool = await warm_pool(backend, warm_containers=1, max_parallel_runs=1)
         feed = RunFeed(bound=5)
         running = asyncio.create_task(Executor({"default": pool}).run_stages("default", [feed]))
         first, killer, *rest = specs(5)
