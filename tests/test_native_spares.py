@@ -119,6 +119,25 @@ def test_spawned_spares_are_the_fork_servers_own_children(servers: dict[str, Loc
         assert result["cpu_time_seconds"] > 0  # wait4's rusage: only a parent gets it
 
 
+def _anonymous_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Anonymous:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Anonymous line for {pid}")
+
+
+def test_the_spawner_gives_back_the_free_pages_of_its_heap(servers: dict[str, LocalForkServer]) -> None:
+    """Every spare copies the spawner's private page tables and every exit tears them down, so the
+    spawner trims malloc's free pages first (spare.c). Without the trim both read the same, to 16 KiB."""
+    server = servers["native"]
+    forkserver = server.configured["pid"]
+    cmdline = Path(f"/proc/{forkserver}/cmdline").read_bytes()
+    kids = Path(f"/proc/{forkserver}/task/{forkserver}/children").read_text().split()
+    spawners = [int(pid) for pid in kids if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline]
+    assert len(spawners) == 1, kids  # no run yet, so no spare
+    assert _anonymous_kib(spawners[0]) <= _anonymous_kib(forkserver) - 256
+
+
 def test_a_dead_spawner_leaves_the_fork_server_forking_spares_itself(
     servers: dict[str, LocalForkServer],
 ) -> None:

@@ -26,6 +26,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -227,6 +228,11 @@ int sbx_fork_spare(int *ends, const void *fprog) { return spawn(ends, 0, fprog);
  * (and stops that burst). EOF on `sock` ends the spawner. Returns only in a spare, with 0, locked down.
  */
 int sbx_spawner_serve(int sock, const void *fprog) {
+    /* Every spare is cloned from this image: each clone copies the page-table entries of its private
+       memory and each exit tears them down. The heap still holds the chunks that the fork-server's
+       imports and warm-up freed; give their pages back first. A spare that allocates there takes a
+       zero-fill fault instead of a copy-on-write one (docs/design.md, "The spawner"). */
+    malloc_trim(0);
     /* First a probe: gVisor accepts CLONE_PARENT but makes the caller the parent anyway. The hello is the
        probe's pid when it is the fork-server's child (which reaps it), else 0 and the spawner exits. */
     int32_t hello = 0;
