@@ -19,6 +19,7 @@ ALLOWED_ENV = frozenset(
         "OPENBLAS_NUM_THREADS",
         "OMP_NUM_THREADS",
         "MKL_NUM_THREADS",
+        "LD_BIND_NOW",
     }
 )
 

@@ -84,3 +84,12 @@ def test_locked_down_host_config(containers: list[dict[str, Any]]) -> None:
         assert attrs["Config"]["User"] not in ("", "0", "root", "0:0")
         sources = [mount.get("Source", "") for mount in attrs["Mounts"]]
         assert not any(source.endswith("docker.sock") for source in sources)
+
+
+def test_the_fork_server_binds_its_library_calls_at_start(containers: list[dict[str, Any]]) -> None:
+    """LD_BIND_NOW: every child inherits a bound GOT instead of looking up (and copying the GOT page
+    for) each library function the fork-server had not called yet (docs/design.md)."""
+    for attrs in containers:
+        assert "LD_BIND_NOW=1" in attrs["Config"]["Env"]
+        environ = Path(f"/proc/{attrs['State']['Pid']}/environ").read_bytes().split(b"\0")
+        assert b"LD_BIND_NOW=1" in environ  # what PID 1, the fork-server, was started with
