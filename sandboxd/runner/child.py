@@ -225,6 +225,7 @@ _WARM_UP_JOBS: tuple[dict[str, Any], ...] = (
         "calls": ["1", "'s'"],
         "repeat": 2,
         "expressions": [{"text": "[1, 'a']", "imports": []}],
+        "probes": ["0", "''"],
     },
 )
 
@@ -239,20 +240,34 @@ def warm_up(prep: Preparation) -> None:
 
     What a child does once, the fork-server has then already done: lazily built caches exist and
     the bytecode of the job path is specialised, so children do not write (and copy-on-write
-    fault) those pages themselves. Output goes to fds 1 and 2, which are ``/dev/null`` here.
+    fault) those pages themselves. That includes the child's own path around the job (reading it
+    from a memfd, reseeding, the frame and the probes): CPython 3.11 counts the calls of a function
+    in its code object until the eighth quickens it, so a function a child calls for the first time
+    writes to the page of its code object. Output goes to fds 1, 2 and ``RESULT_FD``, which are
+    ``/dev/null`` here.
     """
-    saved = sys.stdout, sys.stderr
-    prep.streams.install()
+    if not os.path.samestat(os.fstat(RESULT_FD), os.stat(os.devnull)):  # frames must go nowhere here
+        raise RuntimeError("warm-up: RESULT_FD is not /dev/null")
+    saved = sys.stdout, sys.stderr, random.getstate()
+    request = {"nonce": "0" * 32, "encoder": {}}
+    precompiled = [{**job, "bytecode": jobs.bytecode_field(job, _compiled)} for job in _WARM_UP_JOBS]
     try:
-        precompiled = [{**job, "bytecode": jobs.bytecode_field(job, _compiled)} for job in _WARM_UP_JOBS]
         for _ in range(16):  # more than CPython's warm-up count, so the code is quickened
             for job in (*_WARM_UP_JOBS, *precompiled):
-                outcome = jobs.JOB_KINDS[str(job["kind"])](marshal.loads(marshal.dumps(job)))  # noqa: S302 - fixed text
-                _frame("0" * 32, outcome, Encoder())
+                prep.streams.install()  # the probes replace sys.stdout and sys.stderr
+                job_fd = os.memfd_create("job")  # as the fork-server makes them
+                try:
+                    _write_all(job_fd, marshal.dumps([request, job]))
+                    _reseed()
+                    run, loaded = read_job(job_fd)
+                finally:
+                    os.close(job_fd)
+                _executed(loaded, run, prep)
             prep.streams.stdout.flush()
     finally:
-        sys.stdout, sys.stderr = saved
-        sys.__stdout__, sys.__stderr__ = saved  # type: ignore[misc,assignment]
+        sys.stdout, sys.stderr, state = saved
+        sys.__stdout__, sys.__stderr__ = saved[:2]  # type: ignore[misc,assignment]
+        random.setstate(state)
 
 
 def _program_frames(tb: Any) -> Any:
@@ -324,6 +339,11 @@ def run_native(prep: Preparation) -> None:
 
 def _execute(job: dict[str, Any], request: dict[str, Any], prep: Preparation) -> None:
     """Run the job in the locked-down child, write its frame (and probes), exit."""
+    _exit(_executed(job, request, prep))
+
+
+def _executed(job: dict[str, Any], request: dict[str, Any], prep: Preparation) -> int:
+    """Run the job, write its frame (and probes) to ``RESULT_FD``; the exit status the child ends with."""
     out, err = prep.streams.stdout, prep.streams.stderr
     encoder = Encoder(**request.get("encoder", {}))
     try:
@@ -339,8 +359,8 @@ def _execute(job: dict[str, Any], request: dict[str, Any], prep: Preparation) ->
     try:
         _write_all(RESULT_FD, _frame(request["nonce"], outcome, encoder))
     except BaseException:
-        _exit(EXIT_FRAME_FAILED)
+        return EXIT_FRAME_FAILED
     if outcome.probe_namespace is not None and outcome.outcome == "ok":
         _probe(job, outcome.probe_namespace, request)
     status = outcome.exit_code if outcome.outcome == "exit" else (1 if outcome.outcome == "exception" else 0)
-    _exit(status & 0xFF)
+    return status & 0xFF
