@@ -49,7 +49,7 @@ class Call(Generic[T]):
     method: str
     path: str
     body: dict[str, Any] | None
-    parse: Callable[[Any], list[T]]
+    parse: Callable[[bytes], list[T]]  # the raw body: pydantic reads the JSON and validates in one pass
     ok_statuses: frozenset[int] = frozenset({200})  # statuses whose body is a result
     retry: bool = True
 
@@ -79,12 +79,22 @@ def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)
 
 
-def _results(kind: type[M], count: int) -> Callable[[Any], list[M]]:
-    def parse(data: Any) -> list[M]:
-        results = data["results"]
+class _Results(BaseModel, Generic[M]):
+    """The ``{"results": [...]}`` body of a batch answer (other fields are ignored)."""
+
+    results: list[M]
+
+
+def _results(kind: type[M], count: int) -> Callable[[bytes], list[M]]:
+    envelope = _Results[kind]  # type: ignore[valid-type]  # pydantic's parametrised generic, cached
+
+    def parse(content: bytes) -> list[M]:
+        # One pass in pydantic-core, instead of json.loads and then model_validate per item: about
+        # half the client's CPU for an AZR step's two answers.
+        results: list[M] = envelope.model_validate_json(content).results
         if len(results) != count:
             raise ValueError(f"asked for {count} results, got {len(results)}")
-        return [kind.model_validate(item) for item in results]
+        return results
 
     return parse
 
@@ -96,7 +106,10 @@ def _with_policy(body: dict[str, Any], policy: str | None) -> dict[str, Any]:
 def run_call(code: str, stdin: str | None, limits: LimitsLike | None, policy: str | None) -> Call[RunResult]:
     spec = RunSpec(code=code, stdin=stdin or "", limits=_model(Limits, limits or {}))
     return Call(
-        "POST", "/v1/runs", _with_policy(_dump(spec), policy), lambda data: [RunResult.model_validate(data)]
+        "POST",
+        "/v1/runs",
+        _with_policy(_dump(spec), policy),
+        lambda data: [RunResult.model_validate_json(data)],
     )
 
 
@@ -149,7 +162,7 @@ def check_calls(
 
 
 def health_call() -> Call[Health]:
-    return Call("GET", "/healthz", None, lambda data: [Health.model_validate(data)], retry=False)
+    return Call("GET", "/healthz", None, lambda data: [Health.model_validate_json(data)], retry=False)
 
 
 def ready_call() -> Call[Readiness]:
@@ -158,7 +171,7 @@ def ready_call() -> Call[Readiness]:
         "GET",
         "/readyz",
         None,
-        lambda data: [Readiness.model_validate(data)],
+        lambda data: [Readiness.model_validate_json(data)],
         ok_statuses=frozenset({200, 503}),
         retry=False,
     )
@@ -179,7 +192,7 @@ def read_response(response: httpx.Response, call: Call[T], retry: RetryPolicy) -
     status = response.status_code
     if status in call.ok_statuses:
         try:
-            return call.parse(response.json())
+            return call.parse(response.content)
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
             raise SandboxServerError(status, "unreadable_response", str(exc)[:2000]) from exc
     if status in retry.retry_statuses:

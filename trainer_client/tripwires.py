@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,12 +53,18 @@ class TripwireTask(BaseModel):
         )
 
 
+class _Sample(BaseModel):
+    """The body of ``/v1/tripwires/sample`` (other fields are ignored)."""
+
+    tasks: list[TripwireTask]
+
+
 def tripwires_call(count: int) -> Call[TripwireTask]:
     if count < 1:
         raise ValueError("count must be at least 1")
 
-    def parse(data: Any) -> list[TripwireTask]:
-        return [TripwireTask.model_validate(item) for item in data["tasks"]]
+    def parse(content: bytes) -> list[TripwireTask]:
+        return _Sample.model_validate_json(content).tasks
 
     return Call("GET", f"/v1/tripwires/sample?n={count}", None, parse)
 
