@@ -55,14 +55,19 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _warmed() -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+def _python(script: str) -> subprocess.CompletedProcess[bytes]:
+    """``script`` in a fresh interpreter that imports this checkout's sandboxd."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
         capture_output=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         check=False,
         timeout=60,
     )
+
+
+def _warmed() -> dict[str, object]:
+    done = _python(SCRIPT)
     assert done.returncode == 0, done.stderr.decode()
     result: dict[str, object] = json.loads(done.stdout)
     return result
@@ -85,12 +90,6 @@ def test_the_warm_up_refuses_to_write_frames_anywhere_but_dev_null() -> None:
         "from sandboxd.runner import child\n"
         "child.warm_up(child.Preparation(None, child.ChildStreams.create(), 0))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-        timeout=60,
-    )
+    done = _python(script)
     assert done.returncode != 0
     assert b"RESULT_FD is not /dev/null" in done.stderr
