@@ -119,6 +119,13 @@ def test_spawned_spares_are_the_fork_servers_own_children(servers: dict[str, Loc
         assert result["cpu_time_seconds"] > 0  # wait4's rusage: only a parent gets it
 
 
+def _server_like_children(forkserver: int) -> list[int]:
+    """The fork-server's children that run its command line: the spawner and any idle spares."""
+    cmdline = Path(f"/proc/{forkserver}/cmdline").read_bytes()
+    kids = Path(f"/proc/{forkserver}/task/{forkserver}/children").read_text().split()
+    return [int(pid) for pid in kids if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline]
+
+
 def _anonymous_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         if line.startswith("Anonymous:"):
@@ -131,10 +138,8 @@ def test_the_spawner_gives_back_the_free_pages_of_its_heap(servers: dict[str, Lo
     spawner trims malloc's free pages first (spare.c). Without the trim both read the same, to 16 KiB."""
     server = servers["native"]
     forkserver = server.configured["pid"]
-    cmdline = Path(f"/proc/{forkserver}/cmdline").read_bytes()
-    kids = Path(f"/proc/{forkserver}/task/{forkserver}/children").read_text().split()
-    spawners = [int(pid) for pid in kids if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline]
-    assert len(spawners) == 1, kids  # no run yet, so no spare
+    spawners = _server_like_children(forkserver)
+    assert len(spawners) == 1, spawners  # no run yet, so no spare
     assert _anonymous_kib(spawners[0]) <= _anonymous_kib(forkserver) - 256
 
 
@@ -144,10 +149,8 @@ def test_a_dead_spawner_leaves_the_fork_server_forking_spares_itself(
     server = servers["native"]
     assert server.ping()["spawner"] is True
     forkserver = server.configured["pid"]
-    kids = Path(f"/proc/{forkserver}/task/{forkserver}/children").read_text().split()
-    cmdline = Path(f"/proc/{forkserver}/cmdline").read_bytes()
-    spawners = [int(pid) for pid in kids if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline]
-    assert spawners, kids
+    spawners = _server_like_children(forkserver)
+    assert spawners, Path(f"/proc/{forkserver}/task/{forkserver}/children").read_text()
     for pid in spawners:  # the spawner and any idle spares it made
         os.kill(pid, signal.SIGKILL)
     outputs = [server.run(f"print({index})")["stdout"] for index in range(5)]

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from forkserver_support import REPO
 
 SCRIPT = textwrap.dedent(
@@ -66,21 +67,23 @@ def _python(script: str) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def _warmed() -> dict[str, object]:
+@pytest.fixture(scope="module")
+def seen() -> dict[str, object]:
+    """What one fresh interpreter reports before and after its warm-up (both tests read it)."""
     done = _python(SCRIPT)
     assert done.returncode == 0, done.stderr.decode()
     result: dict[str, object] = json.loads(done.stdout)
     return result
 
 
-def test_the_warm_up_quickens_the_childs_own_path() -> None:
-    seen = _warmed()
+def test_the_warm_up_quickens_the_childs_own_path(seen: dict[str, object]) -> None:
     assert not any(seen["before"].values()), seen["before"]  # type: ignore[union-attr]
     assert all(seen["after"].values()), seen["after"]  # type: ignore[union-attr]
 
 
-def test_the_warm_up_leaves_the_fork_servers_random_state_and_streams_as_they_were() -> None:
-    seen = _warmed()
+def test_the_warm_up_leaves_the_fork_servers_random_state_and_streams_as_they_were(
+    seen: dict[str, object],
+) -> None:
     assert seen["random_kept"] is True
     assert seen["streams_kept"] is True
 
