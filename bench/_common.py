@@ -161,6 +161,12 @@ class RssSampler:
         self._thread.join(timeout=5)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of one process (its threads included, its children not)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 @dataclass
 class Daemon:
     """A ``sandboxd serve`` process of a fresh instance, with an RSS sampler attached."""

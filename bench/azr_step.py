@@ -9,6 +9,13 @@ AZR's released seed data; answers are the recorded gold ones, so most are correc
   program ``exec``'d in a fresh globals dict with a 10 s timeout; f(input) twice for validation,
   ``eval`` of answer and gold for checks.
 
+Every step sends new texts, as a trainer's steps do: the proposals and the solvers' answers of step
+``n`` carry ``n`` trailing spaces (arguments, answers) or a trailing comment (programs), which changes the
+text and nothing else (``step_texts``). The texts of the tasks the answers are checked against (their
+programs, hidden inputs and expected outputs) stay the same, as those of tasks drawn from AZR's buffer
+of validated tasks do. So the daemon's cache of texts (``sandboxd/textcache.py``) sees what it would see
+in training: nothing of the proposals, and the answers' tasks again.
+
 The two paths run side by side in one process: one step of each per pair, the order swapped every pair,
 and each step starts on a quiet machine (``_common.wait_quiet``: the daemon's pools back at their full
 warm count, nothing starting), the way executor bursts arrive between a trainer's GPU phases. The
@@ -130,6 +137,23 @@ def load_step() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return tasks, answers
 
 
+def step_texts(
+    tasks: list[dict[str, Any]], answers: list[dict[str, Any]], number: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Step ``number``'s proposals and answers: new texts of the same meaning (the module's docstring).
+    The answers' tasks (program, hidden inputs, expected outputs) keep their texts."""
+    pad, note = " " * number, f"\n# step {number}" if number else ""
+    fresh_tasks = [
+        {**task, "program": task["program"] + note, "inputs": [text + pad for text in task["inputs"]]}
+        for task in tasks
+    ]
+    fresh_answers = [
+        {**answer, "answer": answer["answer"] + (note if answer["task_type"] == "induction" else pad)}
+        for answer in answers
+    ]
+    return fresh_tasks, fresh_answers
+
+
 # -- baseline: AZR's executor, unsandboxed -------------------------------------------------------
 def _validate_one(imports: list[str], program: str, inputs: list[str]) -> list[bool]:
     same = []
@@ -208,12 +232,13 @@ def main() -> None:
                 common.wait_quiet(daemon)
                 sandboxd_step(client, tasks, answers)
                 for step in range(args.steps):
+                    proposed, answered = step_texts(tasks, answers, step + 1)  # the same for both paths
                     for path in ("baseline", "sandboxd") if step % 2 == 0 else ("sandboxd", "baseline"):
                         common.wait_quiet(daemon)
                         if path == "baseline":
-                            base.append(baseline_step(pool, tasks, answers, args.timeout))
+                            base.append(baseline_step(pool, proposed, answered, args.timeout))
                         else:
-                            runs.append(sandboxd_step(client, tasks, answers))
+                            runs.append(sandboxd_step(client, proposed, answered))
             rss = daemon.rss.peak_bytes
     finally:
         pool.close()

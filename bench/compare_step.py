@@ -79,19 +79,27 @@ def main() -> None:
         for client, _ in sides.values():
             azr_step.sandboxd_step(client, tasks, answers)  # warm-up
         seconds: dict[str, list[float]] = {"A": [], "B": []}
+        cpu: dict[str, list[float]] = {"A": [], "B": []}  # the daemon process's CPU seconds per step
         for number in range(args.steps):
+            proposed, answered = azr_step.step_texts(tasks, answers, number + 1)  # new texts, both sides
             for name in ("A", "B") if number % 2 == 0 else ("B", "A"):
                 client = sides[name][0]
                 for _, each in sides.values():  # neither side's container starts overlap a step
                     common.wait_quiet(each)
-                seconds[name].append(azr_step.sandboxd_step(client, tasks, answers)[0])
+                before = common.process_cpu_seconds(sides[name][1].process.pid)
+                seconds[name].append(azr_step.sandboxd_step(client, proposed, answered)[0])
+                cpu[name].append(common.process_cpu_seconds(sides[name][1].process.pid) - before)
     for name, values in seconds.items():
         print(f"{name}: median {statistics.median(values):.3f} s/step  {[round(v, 3) for v in values]}")
+    for name, values in cpu.items():
+        print(f"{name}: daemon CPU median {statistics.median(values):.3f} s/step")
     paired = [b / a for a, b in zip(seconds["A"], seconds["B"], strict=True)]
     print(
         f"B/A: paired median {statistics.median(paired):.3f}, "
         f"ratio of medians {statistics.median(seconds['B']) / statistics.median(seconds['A']):.3f}"
     )
+    paired_cpu = [b / a for a, b in zip(cpu["A"], cpu["B"], strict=True)]
+    print(f"B/A daemon CPU: paired median {statistics.median(paired_cpu):.3f}")
 
 
 if __name__ == "__main__":

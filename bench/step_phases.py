@@ -122,12 +122,13 @@ def main() -> None:
             client.validate(tasks)  # warm-up step, not reported
             client.check(answers)
             for step in range(args.steps):
+                proposed, answered = azr_step.step_texts(tasks, answers, step + 1)
                 common.wait_quiet(daemon)
                 log.write_text("")
                 started = time.perf_counter()
-                client.validate(tasks)
+                client.validate(proposed)
                 validated = time.perf_counter()
-                client.check(answers)
+                client.check(answered)
                 checked = time.perf_counter()
                 time.sleep(0.2)  # let the last lines reach the log
                 print(

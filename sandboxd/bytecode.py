@@ -33,14 +33,19 @@ import sys
 import time
 import warnings
 from types import CodeType
-from typing import Any
+from typing import Any, cast
 
 from .runner.jobs import bytecode_field
+from .textcache import MISSING, TextCache
 from .wheelhouse import IMAGE_PYTHON
 
 MAX_SOURCE_CHARS = 4096  # per text
 MAX_JOB_CHARS = 16384  # all the texts of one job together; the rest the child compiles
 SECONDS_PER_RUN = 0.001  # a batch's compiling budget, per run (:class:`Compiler`)
+# A code object's size, estimated for the shared cache's bound: measured on AZR's programs and inputs
+# (tracemalloc) as about 4 bytes per character of source plus about 400 per code object.
+CODE_BYTES_PER_CHAR = 5
+CODE_BYTES = 400
 FILENAME = "<program>"  # runner/jobs.py compiles under this name too, and tracebacks start there
 # runner/jobs.py calls compile() from a module with ``from __future__ import annotations``, so the
 # child's own compile inherits that flag: the same flags here give the same code object.
@@ -89,24 +94,35 @@ class Compiler:
     of its runs. Once the batch has spent that much time compiling, its remaining texts go to their
     children uncompiled, so a batch of hostile texts that are slow to compile (long f-string chains
     take about 1.5 ms per 1,000 characters) costs the event loop at most about a millisecond per run.
-    Repeats are free: the k answers to one task share its program.
+    Repeats are free: the k answers to one task share its program, and with ``shared`` (the daemon's
+    :class:`~sandboxd.textcache.TextCache`) so are texts an earlier request compiled. Code objects are
+    immutable, so sharing them across requests shares nothing a request could change.
     """
 
-    def __init__(self, runs: int) -> None:
+    def __init__(self, runs: int, shared: TextCache | None = None) -> None:
         self.budget_seconds = runs * SECONDS_PER_RUN
         self.spent_seconds = 0.0
         self._seen: dict[tuple[str, str, str], CodeType | None] = {}
+        self._shared = shared
 
     def __call__(self, text: str, name: str = FILENAME, mode: str = "exec") -> CodeType | None:
         key = (text, name, mode)
         if key in self._seen:
             return self._seen[key]
+        shared = self._shared
+        if shared is not None:
+            kept = shared.get(key)
+            if kept is not MISSING:
+                self._seen[key] = kept
+                return cast(CodeType | None, kept)
         if self.spent_seconds >= self.budget_seconds:
             return None
         started = time.perf_counter()
         blob = precompiled(text, name, mode)
         self.spent_seconds += time.perf_counter() - started
         self._seen[key] = blob
+        if shared is not None:
+            shared.put(key, blob, len(text) * CODE_BYTES_PER_CHAR + CODE_BYTES)
         return blob
 
 

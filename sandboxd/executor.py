@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 
 from .bytecode import Compiler
 from .exceptions import SandboxFault
+from .metrics import publish_text_cache
 from .pool import Pool
 from .run import RunResult, RunSpec, fork_request, interpret
 from .sandbox import Sandbox, SandboxDied, ZygoteDied
+from .textcache import TextCache
 from .verdict import Status
 
 log = logging.getLogger(__name__)
@@ -137,8 +139,9 @@ class RunFeed:
 
 
 class Executor:
-    def __init__(self, pools: dict[str, Pool]) -> None:
+    def __init__(self, pools: dict[str, Pool], texts: TextCache | None = None) -> None:
         self.pools = pools
+        self.texts = texts  # compiled texts kept across requests (bytecode.Compiler)
 
     async def run_batch(self, policy_name: str, specs: Sequence[RunSpec]) -> list[RunResult]:
         [results] = await self.run_stages(policy_name, [specs])
@@ -164,7 +167,7 @@ class Executor:
         sandboxes = await pool.lease(wanted)
         metrics.queue_wait.labels(policy=policy_name).observe(time.monotonic() - started)
         request_id = uuid.uuid4().hex[:12]
-        compiler = Compiler(bound)  # this request's texts, each compiled once (bytecode.py)
+        compiler = Compiler(bound, self.texts)  # each distinct text compiled once (bytecode.py)
         finished: list[list[RunResult]] = []
         try:
             for number, feed in enumerate(feeds):
@@ -175,6 +178,8 @@ class Executor:
             for sandbox in sandboxes:
                 pool.release(sandbox)
         metrics.batch_size.labels(policy=policy_name).observe(sum(len(results) for results in finished))
+        if self.texts is not None:
+            publish_text_cache(metrics, self.texts)
         for results in finished:
             for result in results:
                 metrics.runs.labels(status=result.status.value, policy=policy_name).inc()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .exposition import BuildInfo
+from .textcache import TextCache
 
 _RUN_SECONDS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -107,4 +108,27 @@ class Metrics:
             multiprocess_mode="max",  # the newest checkpoint any worker signed
             registry=r,
         )
+        self.text_cache_lookups = Counter(
+            "sandboxd_text_cache_lookups",
+            "Lookups in the cache of texts' checks and bytecode kept across requests, by result (hit, miss).",
+            ["result"],
+            registry=r,
+        )
+        self.text_cache_bytes = Gauge(
+            "sandboxd_text_cache_bytes",
+            "Estimated bytes held by the cache of texts' checks and bytecode.",
+            multiprocess_mode="livesum",  # every worker has its own cache
+            registry=r,
+        )
         r.register(BuildInfo())  # sandboxd_build_info; a collector, since Info has no multiprocess mode
+
+
+def publish_text_cache(metrics: Metrics, cache: TextCache) -> None:
+    """Add the cache's lookups since the last call to the counters and set its size (once per batch:
+    a counter's ``inc`` on every lookup would cost more than the lookup)."""
+    hits, misses = cache.take_counts()
+    if hits:
+        metrics.text_cache_lookups.labels(result="hit").inc(hits)
+    if misses:
+        metrics.text_cache_lookups.labels(result="miss").inc(misses)
+    metrics.text_cache_bytes.set(cache.bytes)

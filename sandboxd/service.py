@@ -27,6 +27,7 @@ from .reviews.desk import ReviewDesk
 from .run import RunResult, RunSpec
 from .seccomp import container_profile
 from .settings import Settings
+from .textcache import TextCache
 from .verdict import Status
 from .watchdog.checker import check_source
 from .watchdog.criteria import Pack
@@ -132,7 +133,9 @@ class Service:
         )  # docs/reviews.md
         self.backend = backend or load_backend(settings)
         self.pools: dict[str, Pool] = {}
-        self.executor = Executor(self.pools)
+        # Text checks, literal-or-not and bytecode, kept across requests (textcache.py)
+        self.texts = TextCache(settings.text_cache_bytes)
+        self.executor = Executor(self.pools, self.texts)
         self.unavailable: str | None = "starting"
         self.draining = False  # SIGTERM: no new work is admitted (sandboxd.api.drain)
         self._watch: asyncio.Task[None] | None = None

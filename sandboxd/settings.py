@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     hash_seed: int = Field(0, ge=0, le=4294967295)  # PYTHONHASHSEED inside every sandbox
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     docker_threads: int = Field(8, ge=1, le=64)  # threads for blocking engine calls
+    text_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)  # texts' checks and bytecode kept across requests
     # daemon <-> fork-server: "auto" (default) = a unix socket per sandbox under runc and docker attach
     # under runsc; "socket" = always the socket; "attach" = always docker attach (needed when the daemon
     # runs in a container whose paths are not the host's). docs/configuration.md has the trade-off.

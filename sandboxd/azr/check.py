@@ -15,7 +15,6 @@ from typing import Any
 
 from sandboxd.azr import equivalence, hardcoding, literal_answers, planning
 from sandboxd.azr.equality import equal
-from sandboxd.azr.literal import NotLiteral
 from sandboxd.azr.memo import TextMemo
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
 from sandboxd.azr.schemas import Answer, CheckRequest, CheckResult, Reason, Usage
@@ -63,14 +62,10 @@ def _check_expected(text: str, memo: TextMemo) -> bool:
 
     Returns whether ``text`` needs a sandbox (a plain expression); raises ``TextRejected`` otherwise.
     """
-    if _is_truncated(text):
+    if _is_truncated(text) or memo.is_literal(text):
         return False
-    try:
-        memo.literal(text)
-    except NotLiteral:
-        memo.check(check_expression, text)
-        return True
-    return False
+    memo.check(check_expression, text)
+    return True
 
 
 def plan(answer: Answer, policy: SandboxPolicy, memo: TextMemo) -> Plan:
@@ -294,7 +289,7 @@ def _expected_value(
 
 
 async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) -> list[CheckResult]:
-    memo = TextMemo()
+    memo = TextMemo(service.texts)
     decisions: list[Decision | None] = []
 
     def planned(answer: Answer) -> Plan:

@@ -6,22 +6,28 @@ outputs, and a validation batch proposes the same program more than once (the st
 outputs out of 2,042). Every check in :mod:`.texts` and :func:`.literal.parse_literal` is a pure
 function of its text, so a repeat gets the first result again: the same rejection message, or the
 same literal value. This runs on the daemon's event loop before any sandbox starts, so each parse
-saved there is wall time saved. A memo lives for one request: nothing carries over to the next.
+saved there is wall time saved.
+
+A memo lives for one request. Behind it is the daemon's :class:`~sandboxd.textcache.TextCache`, which
+keeps the checks' outcomes and whether a text is a literal across requests (the texts of a validated
+task come back with every answer to it), but not literal values: those stay in the request's memo.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from sandboxd.azr.literal import NotLiteral, parse_literal
 from sandboxd.azr.texts import TextRejected
+from sandboxd.textcache import MISSING, TextCache
 
 
 class TextMemo:
-    def __init__(self) -> None:
+    def __init__(self, shared: TextCache | None = None) -> None:
         self._rejections: dict[tuple[Callable[[str], None], str], str | None] = {}
         self._literals: dict[str, Any] = {}
+        self._shared = shared
 
     def check(self, check: Callable[[str], None], text: str) -> None:
         """``check(text)``, or what it did the first time: return, or raise the same rejection."""
@@ -29,14 +35,33 @@ class TextMemo:
         try:
             message = self._rejections[key]
         except KeyError:
-            try:
-                check(text)
-                message = None
-            except TextRejected as exc:
-                message = str(exc)
+            kept = self._shared.get(key) if self._shared is not None else MISSING
+            if kept is MISSING:
+                try:
+                    check(text)
+                    message = None
+                except TextRejected as exc:
+                    message = str(exc)
+                if self._shared is not None:
+                    self._shared.put(key, message, len(text) + len(message or ""))
+            else:
+                message = cast(str | None, kept)
             self._rejections[key] = message
         if message is not None:
             raise TextRejected(message)
+
+    def is_literal(self, text: str) -> bool:
+        """Whether :meth:`literal` would return a value. Across requests this is known without a parse,
+        so a request can tell which texts need a sandbox before it builds any value."""
+        if text not in self._literals and self._shared is not None:
+            known = self._shared.get(("literal", text))
+            if known is not MISSING:
+                return bool(known)
+        try:
+            self.literal(text)
+        except NotLiteral:
+            return False
+        return True
 
     def literal(self, text: str) -> Any:
         """The value of a literal text (shared by every repeat: read it, never change it), or raise
@@ -49,6 +74,8 @@ class TextMemo:
             except NotLiteral as exc:
                 value = _Refused(str(exc))
             self._literals[text] = value
+            if self._shared is not None:  # whether it is one, never the value (textcache.py)
+                self._shared.put(("literal", text), not isinstance(value, _Refused), len(text))
         if isinstance(value, _Refused):
             raise NotLiteral(value.message)
         return value

@@ -161,7 +161,7 @@ def _pair_verdict(first: CallOutcome, second: CallOutcome, index: int) -> tuple[
 
 
 async def validate(service: Service, policy: SandboxPolicy, request: ValidateRequest) -> list[ValidateResult]:
-    memo = TextMemo()
+    memo = TextMemo(service.texts)
     decisions: list[Decision | None] = []
 
     def prepared(task: ProposedTask) -> list[RunSpec] | ValidateResult:
