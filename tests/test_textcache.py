@@ -29,24 +29,28 @@ def test_the_least_recently_used_entries_go_first_and_the_bound_holds() -> None:
     cache.put("d", "D", 10)
     assert cache.get("b") is MISSING  # the least recently used went
     assert [cache.get(name) for name in ("a", "c", "d")] == ["A", "C", "D"]
-    assert len(cache) == 3 and cache.bytes <= cache.max_bytes
+    assert len(cache) == 3
+    assert cache.bytes <= cache.max_bytes
 
 
 def test_an_entry_larger_than_the_bound_is_not_kept_and_zero_keeps_nothing() -> None:
     cache = TextCache(max_bytes=ENTRY_BYTES + 100)
     cache.put("small", 1, 50)
     cache.put("huge", 2, 10_000)
-    assert cache.get("huge") is MISSING and cache.get("small") == 1
+    assert cache.get("huge") is MISSING
+    assert cache.get("small") == 1
     nothing = TextCache(max_bytes=0)
     nothing.put("x", 1, 0)
-    assert len(nothing) == 0 and nothing.get("x") is MISSING
+    assert len(nothing) == 0
+    assert nothing.get("x") is MISSING
 
 
 def test_replacing_a_key_counts_its_bytes_once() -> None:
     cache = TextCache(max_bytes=10_000)
     cache.put("k", 1, 100)
     cache.put("k", 2, 300)
-    assert cache.get("k") == 2 and cache.bytes == ENTRY_BYTES + 300
+    assert cache.get("k") == 2
+    assert cache.bytes == ENTRY_BYTES + 300
 
 
 def test_counts_are_taken_once() -> None:
@@ -82,16 +86,20 @@ def test_literal_values_are_never_shared_across_requests(monkeypatch: pytest.Mon
     shared = TextCache(max_bytes=1 << 20)
     first = TextMemo(shared)
     value = first.literal("[1, [2, 3]]")
-    assert first.is_literal("[1, [2, 3]]") and not first.is_literal("x + 1")
+    assert first.is_literal("[1, [2, 3]]")
+    assert not first.is_literal("x + 1")
     parsed: list[str] = []
     real = memo_module.parse_literal
     monkeypatch.setattr(memo_module, "parse_literal", lambda text: parsed.append(text) or real(text))
     second = TextMemo(shared)
-    assert second.is_literal("[1, [2, 3]]") and not second.is_literal("x + 1")
+    assert second.is_literal("[1, [2, 3]]")
+    assert not second.is_literal("x + 1")
     assert parsed == []  # known without a parse
     again = second.literal("[1, [2, 3]]")
     assert parsed == ["[1, [2, 3]]"]  # built again for this request
-    assert again == value and again is not value and again[1] is not value[1]
+    assert again == value
+    assert again is not value
+    assert again[1] is not value[1]
 
 
 def test_code_objects_are_shared_and_a_hit_spends_no_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,7 +108,8 @@ def test_code_objects_are_shared_and_a_hit_spends_no_budget(monkeypatch: pytest.
     monkeypatch.setattr(bytecode, "precompiled", lambda *args: compiled.append(args[0]) or real(*args))
     shared = TextCache(max_bytes=1 << 20)
     code = Compiler(10, shared)("f(1, [2])", "<input>", "eval")
-    assert code is not None and compiled == ["f(1, [2])"]
+    assert code is not None
+    assert compiled == ["f(1, [2])"]
     broke = Compiler(0, shared)  # no budget: it compiles nothing itself
     assert broke("f(1, [2])", "<input>", "eval") is code
     assert broke("f(2)", "<input>", "eval") is None
@@ -116,7 +125,8 @@ def test_a_real_argument_check_is_kept_with_its_message() -> None:
         with pytest.raises(TextRejected) as caught:
             memo.check(check_arguments, "x := 1")
         messages.append(str(caught.value))
-    assert messages[0] == messages[1] and shared.hits == 1
+    assert messages[0] == messages[1]
+    assert shared.hits == 1
 
 
 def _lookups(client: httpx.Client) -> dict[str, float]:
@@ -134,7 +144,12 @@ def test_check_finds_the_texts_that_validate_checked_and_compiled(client: httpx.
     validated = client.post("/v1/azr/validate", json={"tasks": [task]}).json()["results"][0]
     assert validated["valid"] is True
     before = _lookups(client)
-    answer = {"task_type": "abduction", "program": source, "answer": "7", "expected_output": f"[7, {marker!r}]"}
+    answer = {
+        "task_type": "abduction",
+        "program": source,
+        "answer": "7",
+        "expected_output": f"[7, {marker!r}]",
+    }
     wrong = {**answer, "answer": "8"}
     results = client.post("/v1/azr/check", json={"answers": [answer, wrong]}).json()["results"]
     assert [r["correct"] for r in results] == [True, False]
@@ -148,5 +163,6 @@ def test_a_rejected_text_is_rejected_again_from_the_cache(client: httpx.Client) 
     first, second = (
         client.post("/v1/azr/validate", json={"tasks": [bad]}).json()["results"][0] for _ in range(2)
     )
-    assert first["valid"] is False and first["reason"] == "bad_arguments"
+    assert first["valid"] is False
+    assert first["reason"] == "bad_arguments"
     assert (second["valid"], second["reason"], second["detail"]) == (False, "bad_arguments", first["detail"])
