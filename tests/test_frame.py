@@ -51,3 +51,12 @@ def test_valid_frame_is_parsed() -> None:
 def test_invalid_frames_are_rejected(raw: bytes) -> None:
     """Anything but exactly one well-formed frame with the nonce counts as no frame."""
     assert parse_frame(raw, NONCE) is None
+
+
+def test_lone_surrogates_and_non_ascii_text_come_through() -> None:
+    """A string with a lone surrogate (a program can return one) comes through exactly, and so does
+    non-ASCII text: a faster JSON reader that refuses them must not be swapped in."""
+    surrogate = {**GOOD, "values": [["s", "\ud800x"], ["s", "\u00e9\u4e2d"]]}
+    frame = parse_frame(framed(surrogate), NONCE)
+    assert frame is not None
+    assert frame.values == (["s", "\ud800x"], ["s", "\u00e9\u4e2d"])

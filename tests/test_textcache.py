@@ -15,6 +15,8 @@ import pytest
 
 from sandboxd import bytecode
 from sandboxd.azr import memo as memo_module
+from sandboxd.azr.equality import comparison_key
+from sandboxd.azr.literal import NotLiteral
 from sandboxd.azr.memo import TextMemo
 from sandboxd.azr.texts import TextRejected, check_arguments
 from sandboxd.bytecode import Compiler
@@ -166,3 +168,20 @@ def test_a_rejected_text_is_rejected_again_from_the_cache(client: httpx.Client) 
     assert first["valid"] is False
     assert first["reason"] == "bad_arguments"
     assert (second["valid"], second["reason"], second["detail"]) == (False, "bad_arguments", first["detail"])
+
+
+def test_expected_outputs_compare_by_a_key_kept_across_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison key of a literal (immutable) is kept; a later request compares against it without
+    a parse, under the same rules (1 equals 1.0, bool is not int)."""
+    shared = TextCache(max_bytes=1 << 20)
+    first = TextMemo(shared)
+    assert first.literal_key("[1, (2.0, 'a')]") == comparison_key([1, (2.0, "a")])
+    parsed: list[str] = []
+    real = memo_module.parse_literal
+    monkeypatch.setattr(memo_module, "parse_literal", lambda text: parsed.append(text) or real(text))
+    second = TextMemo(shared)
+    assert second.literal_key("[1, (2.0, 'a')]") == comparison_key([1.0, (2, "a")])
+    assert parsed == []
+    assert second.literal_key("True") != comparison_key(1)
+    with pytest.raises(NotLiteral):
+        second.literal_key("x + 1")

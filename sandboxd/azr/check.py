@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandboxd.azr import equivalence, hardcoding, literal_answers, planning
-from sandboxd.azr.equality import equal
 from sandboxd.azr.memo import TextMemo
 from sandboxd.azr.outcomes import CallOutcome, call_outcomes, failure_reason, usage
 from sandboxd.azr.schemas import Answer, CheckRequest, CheckResult, Reason, Usage
@@ -203,7 +202,7 @@ def compare(
             compared_by = "repr"
             same = got.repr_text is not None and got.repr_text == want.repr_text
         else:
-            same = equal(got.value, want.value)
+            same = got.key() == want.key()  # equality.equal, with the expected side's key kept
         if not same:
             return CheckResult(
                 correct=False,
@@ -285,7 +284,7 @@ def _expected_value(
         return evaluated[key]
     if _is_truncated(key[1]):
         return None
-    return CallOutcome(ok=True, value=memo.literal(key[1]))
+    return CallOutcome(ok=True, comparison=memo.literal_key(key[1]))
 
 
 async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) -> list[CheckResult]:

@@ -18,15 +18,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
+from sandboxd.azr.equality import comparison_key
 from sandboxd.azr.literal import NotLiteral, parse_literal
 from sandboxd.azr.texts import TextRejected
 from sandboxd.textcache import MISSING, TextCache
+
+# A comparison key's size per character of its literal's text, estimated for the shared cache's bound:
+# about 250 bytes of tuples for the 9 characters of "[1, 2, 3]".
+KEY_BYTES_PER_CHAR = 32
 
 
 class TextMemo:
     def __init__(self, shared: TextCache | None = None) -> None:
         self._rejections: dict[tuple[Callable[[str], None], str], str | None] = {}
         self._literals: dict[str, Any] = {}
+        self._keys: dict[str, Any] = {}
         self._shared = shared
 
     def check(self, check: Callable[[str], None], text: str) -> None:
@@ -62,6 +68,20 @@ class TextMemo:
         except NotLiteral:
             return False
         return True
+
+    def literal_key(self, text: str) -> Any:
+        """The comparison key (``equality.comparison_key``) of a literal text's value, or raise
+        :class:`.literal.NotLiteral`. Keys are immutable (tuples, frozensets, numbers, strings), so unlike
+        values they are kept across requests: an expected output is compared without being read again."""
+        key = self._keys.get(text)
+        if key is None:
+            key = self._shared.get(("literal-key", text)) if self._shared is not None else MISSING
+            if key is MISSING:
+                key = comparison_key(self.literal(text))
+                if self._shared is not None:
+                    self._shared.put(("literal-key", text), key, len(text) * KEY_BYTES_PER_CHAR)
+            self._keys[text] = key
+        return key
 
     def literal(self, text: str) -> Any:
         """The value of a literal text (shared by every repeat: read it, never change it), or raise

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from sandboxd.azr.equality import comparison_key
 from sandboxd.azr.schemas import Reason, Usage
 from sandboxd.canonical import DecodeError, decode
 from sandboxd.run import RunResult
@@ -30,6 +31,13 @@ class CallOutcome:
     value: Any = None
     repr_text: str | None = None
     error: str | None = None
+    # The value's comparison key when it is known already (an expected output read as a literal,
+    # TextMemo.literal_key); None: computed from ``value`` when asked.
+    comparison: Any = field(default=None, compare=False, repr=False)
+
+    def key(self) -> Any:
+        """``equality.comparison_key(value)``: two values are equal exactly when their keys are."""
+        return self.comparison if self.comparison is not None else comparison_key(self.value)
 
     @functools.cached_property
     def canonical(self) -> bool:
