@@ -6,9 +6,10 @@ steps. Each one's trusted-side checks (:mod:`sandboxd.azr.texts`), whether it is
 bytecode (:mod:`sandboxd.bytecode`) depend on nothing but the text, so a repeat can take them from here
 instead of parsing and compiling again.
 
-Only immutable results are kept: a rejection message (or None), a bool, a code object. Literal *values*
-are not: a list shared across requests could be changed by one and seen by the next, so each request
-builds its own (:class:`sandboxd.azr.memo.TextMemo`).
+Only immutable results are kept: a rejection message (or None), a bool, a literal's comparison key
+(tuples, frozensets, numbers and strings: ``azr.equality.comparison_key``), a code object. Literal
+*values* are not: a list shared across requests could be changed by one and seen by the next, so each
+request builds its own (:class:`sandboxd.azr.memo.TextMemo`).
 
 The bound is an estimate of the bytes held (each text, what is kept with it, and a fixed overhead per
 entry), so memory stays bounded whatever the texts are. A hit saves tens of microseconds in a request

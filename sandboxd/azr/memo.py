@@ -9,8 +9,9 @@ same literal value. This runs on the daemon's event loop before any sandbox star
 saved there is wall time saved.
 
 A memo lives for one request. Behind it is the daemon's :class:`~sandboxd.textcache.TextCache`, which
-keeps the checks' outcomes and whether a text is a literal across requests (the texts of a validated
-task come back with every answer to it), but not literal values: those stay in the request's memo.
+keeps across requests the checks' outcomes, whether a text is a literal, and a literal's comparison
+key (the texts of a validated task come back with every answer to it), but not literal values: those
+are mutable, and stay in the request's memo.
 """
 
 from __future__ import annotations
