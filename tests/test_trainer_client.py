@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
 
 import trainer_client
 from sandboxd.api.app import create_app
@@ -31,11 +30,9 @@ from trainer_client import (
     SandboxServerError,
     SandboxTimeout,
     SandboxUnavailable,
-    calls,
 )
 from trainer_client import retry as retry_module
 from trainer_client.azr import SandboxdExecutor, uses_banned
-from trainer_client.models import Answer
 from trainer_client.retry import parse_retry_after
 from trainer_client.rewards import (
     compute_score,
@@ -644,25 +641,3 @@ def test_real_reward_functions(server_url: str) -> None:
         1.0,
         0.0,
     ]
-
-
-def test_request_bodies_are_built_in_one_pass_exactly_as_per_item() -> None:
-    """Tasks and answers, given as models or as dicts, are checked and dumped for the wire in one pydantic
-    pass each; the bodies equal those of a ``model_validate`` and ``model_dump`` per item, and a bad item
-    still raises pydantic's ValidationError, naming its position."""
-    task = {"task_type": "abduction", "program": "def f(x):\n    return x", "inputs": ["1"]}
-    tasks = [task, ProposedTask.model_validate({**task, "imports": ["import math"]})]
-    answers = [
-        {"task_type": "deduction", "answer": "1", "expected_output": "1"},
-        Answer.model_validate(
-            {"task_type": "abduction", "program": "def f(x):\n    return x", "answer": "1"}
-        ),
-    ]
-    [validate] = calls.validate_calls(tasks, False, False, "default", 100)
-    [check] = calls.check_calls(answers, None, 100)
-    assert validate.body is not None
-    assert validate.body["tasks"] == [calls._dump(calls._model(ProposedTask, t)) for t in tasks]
-    assert validate.body["policy"] == "default"
-    assert check.body == {"answers": [calls._dump(calls._model(Answer, a)) for a in answers]}
-    with pytest.raises(ValidationError, match=r"^1 validation error for list\[ProposedTask\]\n1\.program"):
-        calls.validate_calls([task, {**task, "program": 5}], False, False, None, 100)
