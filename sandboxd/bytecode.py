@@ -43,7 +43,7 @@ MAX_SOURCE_CHARS = 4096  # per text
 MAX_JOB_CHARS = 16384  # all the texts of one job together; the rest the child compiles
 SECONDS_PER_RUN = 0.001  # a batch's compiling budget, per run (:class:`Compiler`)
 # A code object's size, estimated for the shared cache's bound: measured on AZR's programs and inputs
-# (tracemalloc) as about 4 bytes per character of source plus about 400 per code object.
+# (tracemalloc) as about 4 bytes per character of source plus about 400 per code object; 5 to be safe.
 CODE_BYTES_PER_CHAR = 5
 CODE_BYTES = 400
 FILENAME = "<program>"  # runner/jobs.py compiles under this name too, and tracebacks start there
