@@ -103,26 +103,23 @@ class Compiler:
         self.budget_seconds = runs * SECONDS_PER_RUN
         self.spent_seconds = 0.0
         self._seen: dict[tuple[str, str, str], CodeType | None] = {}
-        self._shared = shared
+        self._shared = shared if shared is not None else TextCache(0)  # 0: keeps nothing
 
     def __call__(self, text: str, name: str = FILENAME, mode: str = "exec") -> CodeType | None:
         key = (text, name, mode)
         if key in self._seen:
             return self._seen[key]
-        shared = self._shared
-        if shared is not None:
-            kept = shared.get(key)
-            if kept is not MISSING:
-                self._seen[key] = kept
-                return cast(CodeType | None, kept)
+        kept = self._shared.get(key)
+        if kept is not MISSING:
+            self._seen[key] = kept
+            return cast(CodeType | None, kept)
         if self.spent_seconds >= self.budget_seconds:
             return None
         started = time.perf_counter()
         blob = precompiled(text, name, mode)
         self.spent_seconds += time.perf_counter() - started
         self._seen[key] = blob
-        if shared is not None:
-            shared.put(key, blob, len(text) * CODE_BYTES_PER_CHAR + CODE_BYTES)
+        self._shared.put(key, blob, len(text) * CODE_BYTES_PER_CHAR + CODE_BYTES)
         return blob
 
 

@@ -141,7 +141,8 @@ class RunFeed:
 class Executor:
     def __init__(self, pools: dict[str, Pool], texts: TextCache | None = None) -> None:
         self.pools = pools
-        self.texts = texts  # compiled texts kept across requests (bytecode.Compiler)
+        # compiled texts kept across requests (bytecode.Compiler); 0 bytes: keeps nothing
+        self.texts = texts if texts is not None else TextCache(0)
 
     async def run_batch(self, policy_name: str, specs: Sequence[RunSpec]) -> list[RunResult]:
         [results] = await self.run_stages(policy_name, [specs])
@@ -178,8 +179,7 @@ class Executor:
             for sandbox in sandboxes:
                 pool.release(sandbox)
         metrics.batch_size.labels(policy=policy_name).observe(sum(len(results) for results in finished))
-        if self.texts is not None:
-            publish_text_cache(metrics, self.texts)
+        publish_text_cache(metrics, self.texts)
         for results in finished:
             for result in results:
                 metrics.runs.labels(status=result.status.value, policy=policy_name).inc()

@@ -34,7 +34,7 @@ class TextMemo:
         self._rejections: dict[tuple[Callable[[str], None], str], str | None] = {}
         self._literals: dict[str, Any] = {}
         self._keys: dict[str, Any] = {}
-        self._shared = shared
+        self._shared = shared if shared is not None else TextCache(0)  # 0: keeps nothing
 
     def check(self, check: Callable[[str], None], text: str) -> None:
         """``check(text)``, or what it did the first time: return, or raise the same rejection."""
@@ -42,15 +42,14 @@ class TextMemo:
         try:
             message = self._rejections[key]
         except KeyError:
-            kept = self._shared.get(key) if self._shared is not None else MISSING
+            kept = self._shared.get(key)
             if kept is MISSING:
                 try:
                     check(text)
                     message = None
                 except TextRejected as exc:
                     message = str(exc)
-                if self._shared is not None:
-                    self._shared.put(key, message, len(text) + len(message or ""))
+                self._shared.put(key, message, len(text) + len(message or ""))
             else:
                 message = cast(str | None, kept)
             self._rejections[key] = message
@@ -60,7 +59,7 @@ class TextMemo:
     def is_literal(self, text: str) -> bool:
         """Whether :meth:`literal` would return a value. Across requests this is known without a parse,
         so a request can tell which texts need a sandbox before it builds any value."""
-        if text not in self._literals and self._shared is not None:
+        if text not in self._literals:
             known = self._shared.get(("literal", text))
             if known is not MISSING:
                 return bool(known)
@@ -76,11 +75,10 @@ class TextMemo:
         values they are kept across requests: an expected output is compared without being read again."""
         key = self._keys.get(text)
         if key is None:
-            key = self._shared.get(("literal-key", text)) if self._shared is not None else MISSING
+            key = self._shared.get(("literal-key", text))
             if key is MISSING:
                 key = comparison_key(self.literal(text))
-                if self._shared is not None:
-                    self._shared.put(("literal-key", text), key, len(text) * KEY_BYTES_PER_CHAR)
+                self._shared.put(("literal-key", text), key, len(text) * KEY_BYTES_PER_CHAR)
             self._keys[text] = key
         return key
 
@@ -95,8 +93,8 @@ class TextMemo:
             except NotLiteral as exc:
                 value = _Refused(str(exc))
             self._literals[text] = value
-            if self._shared is not None:  # whether it is one, never the value (textcache.py)
-                self._shared.put(("literal", text), not isinstance(value, _Refused), len(text))
+            # whether it is one, never the value (textcache.py)
+            self._shared.put(("literal", text), not isinstance(value, _Refused), len(text))
         if isinstance(value, _Refused):
             raise NotLiteral(value.message)
         return value
