@@ -23,6 +23,14 @@ from sandboxd.bytecode import Compiler
 from sandboxd.textcache import ENTRY_BYTES, MISSING, TextCache
 
 
+def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts ``parse_literal`` is called with from here on, in order."""
+    parsed: list[str] = []
+    real = memo_module.parse_literal
+    monkeypatch.setattr(memo_module, "parse_literal", lambda text: parsed.append(text) or real(text))
+    return parsed
+
+
 def test_the_least_recently_used_entries_go_first_and_the_bound_holds() -> None:
     cache = TextCache(max_bytes=3 * (ENTRY_BYTES + 10))
     for name in ("a", "b", "c"):
@@ -90,9 +98,7 @@ def test_literal_values_are_never_shared_across_requests(monkeypatch: pytest.Mon
     value = first.literal("[1, [2, 3]]")
     assert first.is_literal("[1, [2, 3]]")
     assert not first.is_literal("x + 1")
-    parsed: list[str] = []
-    real = memo_module.parse_literal
-    monkeypatch.setattr(memo_module, "parse_literal", lambda text: parsed.append(text) or real(text))
+    parsed = _count_parses(monkeypatch)
     second = TextMemo(shared)
     assert second.is_literal("[1, [2, 3]]")
     assert not second.is_literal("x + 1")
@@ -176,9 +182,7 @@ def test_expected_outputs_compare_by_a_key_kept_across_requests(monkeypatch: pyt
     shared = TextCache(max_bytes=1 << 20)
     first = TextMemo(shared)
     assert first.literal_key("[1, (2.0, 'a')]") == comparison_key([1, (2.0, "a")])
-    parsed: list[str] = []
-    real = memo_module.parse_literal
-    monkeypatch.setattr(memo_module, "parse_literal", lambda text: parsed.append(text) or real(text))
+    parsed = _count_parses(monkeypatch)
     second = TextMemo(shared)
     assert second.literal_key("[1, (2.0, 'a')]") == comparison_key([1.0, (2, "a")])
     assert parsed == []
