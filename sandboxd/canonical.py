@@ -14,7 +14,8 @@ from typing import Any
 
 _FLOAT = re.compile(r"^-?(?:inf|nan|\d+\.\d+(?:e[+-]\d+)?|\d+e[+-]\d+)$")
 _INT = re.compile(r"^-?\d+$")
-_CONTAINERS = {"l": list, "t": tuple, "S": set, "F": frozenset}
+_CONTAINERS: dict[str, type] = {"l": list, "t": tuple, "S": set, "F": frozenset}
+_TEXT_TAGS = frozenset({"s", "i", "f", "r", "b"})
 
 
 class DecodeError(ValueError):
@@ -34,6 +35,8 @@ def decode(tagged: Any, *, max_depth: int = 64, max_int_digits: int = 4300) -> A
 
 
 def _decode(node: Any, depth: int, max_depth: int, max_digits: int) -> Any:
+    # The tags are tried in the order a frame holds them most; ``int`` takes plain ASCII digits without
+    # the pattern (the same strings the pattern accepts, and the same value). A frame carries thousands.
     if depth > max_depth:
         raise DecodeError(f"deeper than {max_depth}")
     if node is None or node is True or node is False:
@@ -41,31 +44,35 @@ def _decode(node: Any, depth: int, max_depth: int, max_digits: int) -> Any:
     if not (isinstance(node, list) and len(node) == 2 and isinstance(node[0], str)):
         raise DecodeError("not a tagged value")
     tag, body = node
-    if tag in ("i", "f", "s", "b", "r") and not isinstance(body, str):
-        raise DecodeError(f"tag {tag!r} needs a string")
-    if tag == "i":
-        if not _INT.match(body) or len(body) > max_digits + 1:
-            raise DecodeError("bad integer")
-        return int(body)
-    if tag == "f":
-        if not _FLOAT.match(body):
-            raise DecodeError("bad float")
-        return float(body)
-    if tag == "s":
-        return body
-    if tag == "b":
+    if tag in _TEXT_TAGS:
+        if not isinstance(body, str):
+            raise DecodeError(f"tag {tag!r} needs a string")
+        if tag == "s":
+            return body
+        if tag == "i":
+            if len(body) > max_digits + 1 or not ((body.isascii() and body.isdigit()) or _INT.match(body)):
+                raise DecodeError("bad integer")
+            return int(body)
+        if tag == "f":
+            if not _FLOAT.match(body):
+                raise DecodeError("bad float")
+            return float(body)
+        if tag == "r":
+            return NonCanonical(body)
         try:
             return base64.b64decode(body, validate=True)
         except binascii.Error as exc:
             raise DecodeError("bad bytes") from exc
-    if tag == "r":
-        return NonCanonical(body)
     if not isinstance(body, list):
         raise DecodeError(f"tag {tag!r} needs a list")
-    if tag in _CONTAINERS:
-        items = [_decode(item, depth + 1, max_depth, max_digits) for item in body]
+    container = _CONTAINERS.get(tag)
+    if container is not None:
+        depth += 1
+        items = [_decode(item, depth, max_depth, max_digits) for item in body]
+        if container is list:
+            return items
         try:
-            return _CONTAINERS[tag](items)
+            return container(items)
         except TypeError as exc:
             raise DecodeError("unhashable set element") from exc
     if tag == "d":

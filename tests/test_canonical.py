@@ -125,6 +125,11 @@ def test_self_referencing_list_hits_depth_cap() -> None:
     [
         ["i", "12a"],
         ["i", 5],
+        ["i", ""],
+        ["i", "-"],
+        ["i", " 1"],
+        ["i", "+1"],
+        ["i", "1_000"],
         ["f", "1.0; import os"],
         ["f", "0x10"],
         ["b", "***"],
@@ -151,3 +156,21 @@ def test_decoder_depth_cap() -> None:
         node = ["l", [node]]
     with pytest.raises(DecodeError):
         decode(node, max_depth=64)
+
+
+@pytest.mark.parametrize(
+    ("body", "value"),
+    [("0", 0), ("12", 12), ("-12", -12), ("007", 7), ("\u0661\u0662", 12), ("12\n", 12)],
+)
+def test_integer_text_is_read_as_the_pattern_reads_it(body: str, value: int) -> None:
+    """Plain ASCII digits skip the pattern (a speed path); the pattern still decides everything else,
+    including what it has always let through (other scripts' digits, one trailing newline)."""
+    decoded = decode(["i", body])
+    assert type(decoded) is int
+    assert decoded == value
+
+
+def test_integer_digit_cap_applies_on_the_fast_path() -> None:
+    assert decode(["i", "9" * 12], max_int_digits=12) == int("9" * 12)
+    with pytest.raises(DecodeError):
+        decode(["i", "9" * 14], max_int_digits=12)
