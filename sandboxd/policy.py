@@ -37,6 +37,10 @@ class ContainerOptions(_Frozen):
     scratch_inodes: int = Field(1024, ge=16, le=1_000_000)
     user: str = Field("65534:65534", pattern=r"^[1-9][0-9]*:[1-9][0-9]*$")  # never root
     start_timeout_seconds: float = Field(30.0, gt=0, le=300)
+    # The kernel's scheduling policy of the fork-server and everything it forks (docs/design.md,
+    # "Sandboxes are scheduled as batch work"). batch (SCHED_BATCH) only stops their wake-ups from
+    # preempting whatever else runs on the CPU; priority and CPU shares are unchanged.
+    scheduling: Literal["batch", "normal"] = "batch"
 
 
 class PoolOptions(_Frozen):

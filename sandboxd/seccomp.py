@@ -57,6 +57,7 @@ FORKSERVER_SYSCALLS: tuple[str, ...] = (
     "fchmod",
     "fchmodat",
     "sched_setaffinity",
+    "sched_setscheduler",  # SCHED_BATCH at configure (ContainerOptions.scheduling); children may not
     "get_mempolicy",
     "set_mempolicy",
     "mbind",

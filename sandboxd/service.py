@@ -91,6 +91,7 @@ def configure_message(policy: SandboxPolicy) -> dict[str, Any]:
         "heavy_modules": list(policy.heavy_modules),
         "max_parallel": policy.pool.max_parallel_runs,
         "scratch_root": "/scratch",
+        "scheduling": policy.container.scheduling,
     }
 
 

@@ -304,6 +304,27 @@ ATTACKS = [
         limits={"cpu_time_seconds": 3},
         stdout="(3, 4)\n",
     ),
+    # Sandboxes run as SCHED_BATCH (ContainerOptions.scheduling). The fork-server may set it once at
+    # configure; a child may read it but never change it, to normal work or to a real-time class.
+    attack(
+        "import os\nprint(os.sched_getscheduler(0) == os.SCHED_BATCH)",
+        "ok",
+        id="scheduling-is-batch",
+        stdout="True\n",
+    ),
+    attack(
+        "import os\nos.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))",
+        "sandbox_violation",
+        id="sched-setscheduler-normal",
+    ),
+    attack(
+        "import os\nos.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))",
+        "sandbox_violation",
+        id="sched-setscheduler-fifo",
+    ),
+    attack(
+        ctypes_call("libc.syscall(314, 0, 0, 0)"), "sandbox_violation", id="sched-setattr", marks=needs_x86_64
+    ),
     attack(ctypes_call("libc.prctl(22, 0, 0, 0, 0)"), "sandbox_violation", id="prctl-seccomp-off"),
     attack(ctypes_call("libc.prctl(4, 1, 0, 0, 0)"), "sandbox_violation", id="prctl-set-dumpable"),
     # -- raw system calls ------------------------------------------------------------------------

@@ -220,6 +220,7 @@ class ForkServer:
     def configure(self, message: dict[str, Any]) -> None:
         self.configuration = message
         started = time.perf_counter()
+        scheduling = _schedule(str(message.get("scheduling", "normal")))
         failed = []
         for name in message.get("preload", []):
             try:
@@ -263,6 +264,7 @@ class ForkServer:
                 "seconds": round(time.perf_counter() - started, 4),
                 "spares": "native" if self.native is not None else "python",
                 "spawner": self.spawner is not None,
+                "scheduling": scheduling,
             }
         )
 
@@ -597,6 +599,24 @@ class ForkServer:
         os.close(staged.job_fd)
         if staged.stdin_fd is not None:
             os.close(staged.stdin_fd)
+
+
+def _schedule(wanted: str) -> str:
+    """Put this process, and so everything it forks from now on, under ``wanted``; what it got.
+
+    ``batch`` is SCHED_BATCH: a woken child or fork-server then waits for the running task's slice
+    instead of preempting it, which saves context switches when every CPU is busy (docs/design.md,
+    "Sandboxes are scheduled as batch work"). It is a speed hint, not isolation: where the kernel
+    refuses it (gVisor may), the sandbox runs as normal work and ``configured`` says why. Children
+    cannot change it back: ``sched_setscheduler`` and ``sched_setattr`` are in no built-in allowlist.
+    """
+    if wanted != "batch":
+        return "normal"
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError as exc:
+        return f"normal ({exc.strerror or exc})"
+    return "batch"
 
 
 def _own_protocol_fds() -> tuple[int, int]:
