@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -21,7 +22,7 @@ from sandboxd.ledger import merkle
 from sandboxd.ledger.entry import Entry, Kind, canonical_json
 from sandboxd.ledger.note import Signer
 from sandboxd.ledger.query import EntryFilter
-from sandboxd.ledger.store import LedgerStore
+from sandboxd.ledger.store import EncodedBody, LedgerStore, encode_row
 from sandboxd.ledger.stores import LedgerUrlError, open_store, parse_url, redact
 from sandboxd.ledger.verify import verify
 
@@ -431,3 +432,40 @@ def test_cli_rejects_missing_db_and_bad_seq(tmp_path: Path, capsys: pytest.Captu
     db.open().close()
     assert main(["ledger", "proof", "--db", db.url, "--seq", "0"]) == 2
     assert "need" in capsys.readouterr().err
+
+
+BODIES = [
+    {},
+    {"verdict": "correct", "reward": 1.0, "usage": {"cpu_time_seconds": 0.002, "wall_time_seconds": 0.007}},
+    {
+        "answer": "d\u00e9j\u00e0 vu \u2603 \ud83d\ude00",
+        "nested": [{"b": 1, "a": [None, True, -0.0]}],
+        "z": 10**30,
+    },
+    {"text": 'quote " backslash \\ newline \n tab \t del \x7f nul \x00', "big": 1e-7, "small": 123456789.0},
+    {
+        "decision": {"rules": ["r1", "r2"], "decision": "veto"},
+        "task_type": "induction",
+        "program_sha256": "ab" * 32,
+    },
+]
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_encoded_body_gives_the_same_entry_bytes(body: dict[str, Any]) -> None:
+    """The body's bytes, made once at append (EncodedBody) and spliced in, are exactly the entry's encoding."""
+    stamp = "2026-12-03T03:57:06.123456Z"
+    for seq in (0, 7, 123_456_789):
+        for kind in Kind:
+            spliced = encode_row(seq, kind, EncodedBody(body), stamp)
+            plain = encode_row(seq, kind, body, stamp)
+            assert spliced == plain
+            assert spliced[2] == Entry(seq, kind, stamp, dict(body)).encode()
+            assert spliced[2] == canonical_json({"seq": seq, "kind": kind.value, "time": stamp, "body": body})
+
+
+def test_a_body_that_cannot_be_encoded_fails_when_it_is_wrapped() -> None:
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        EncodedBody({"reward": float("nan")})
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        EncodedBody({"value": object()})

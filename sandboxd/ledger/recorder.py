@@ -28,10 +28,9 @@ from sandboxd.exceptions import LedgerUnavailable
 from sandboxd.metrics import Metrics
 
 from .config import LedgerConfig, load_signer
-from .entry import canonical_json
 from .note import NoteError, Signer
 from .sinks import FileSink, Publisher, Sink, WebhookSink, checkpoint_json
-from .store import Item, LedgerStore, StoredCheckpoint
+from .store import EncodedBody, Item, LedgerStore, StoredCheckpoint
 from .stores import open_store, parse_url, redact
 
 log = logging.getLogger(__name__)
@@ -143,10 +142,11 @@ class Recorder:
         """
         if not items:
             return []
-        for _kind, body in items:  # a body that cannot be encoded must not fail the others in its group
-            canonical_json(dict(body))
+        # Encoded here, so that a body that cannot be encoded fails alone, not its whole group; the store
+        # splices these bytes into the entry (store.EncodedBody) instead of encoding the body again.
+        encoded: list[Item] = [(kind, EncodedBody(body)) for kind, body in items]
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append((items, future))
+        self._pending.append((encoded, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="ledger-commit")
         return await future

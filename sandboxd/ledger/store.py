@@ -40,16 +40,44 @@ Row = tuple[int, bytes, bytes, str, str, str | None, str | None, str | None, str
 ROW_COLUMNS = "seq, leaf_hash, data, kind, time, verdict, decision, task_type, rules, program_sha256"
 
 
+class EncodedBody(dict[str, Any]):
+    """An entry body with its canonical JSON, made once when the body is appended (``Recorder.append``
+    encodes every body before queueing it, so that one that cannot be encoded fails alone). ``encode_row``
+    then splices those bytes in instead of encoding the body again."""
+
+    __slots__ = ("canonical",)
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        super().__init__(body)
+        self.canonical = canonical_json(dict(self))
+
+
 def encode_row(seq: int, kind: Kind, body: Mapping[str, Any], time: str | None = None) -> Row:
     """The stored columns of a new entry: seq, leaf hash, canonical bytes, then the query columns.
 
     ``time`` defaults to now; a group append passes one time for all its entries. The bytes are exactly
-    ``Entry(seq, kind, time, body).encode()``, built without the intermediate object (this runs per append).
+    ``Entry(seq, kind, time, body).encode()``, built without the intermediate object (this runs per append):
+    the keys sort as body, kind, seq, time, and a sorted, compact encoding of the whole holds the body's
+    own encoding unchanged, so the body's bytes are made once (``EncodedBody``) and spliced in.
     """
     kind_value = kind.value if type(kind) is Kind else Kind(kind).value
     stamp = time or now()
-    data = canonical_json(
-        {"seq": seq, "kind": kind_value, "time": stamp, "body": body if type(body) is dict else dict(body)}
+    if type(body) is EncodedBody:
+        body_json = body.canonical
+    else:
+        body_json = canonical_json(body if type(body) is dict else dict(body))
+    data = b"".join(
+        (
+            b'{"body":',
+            body_json,
+            b',"kind":',
+            canonical_json(kind_value),
+            b',"seq":',
+            canonical_json(seq),
+            b',"time":',
+            canonical_json(stamp),
+            b"}",
+        )
     )
     found = facets(body)
     return (
