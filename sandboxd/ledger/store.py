@@ -43,7 +43,8 @@ ROW_COLUMNS = "seq, leaf_hash, data, kind, time, verdict, decision, task_type, r
 class EncodedBody(dict[str, Any]):
     """An entry body with its canonical JSON, made once when the body is appended (``Recorder.append``
     encodes every body before queueing it, so that one that cannot be encoded fails alone). ``encode_row``
-    then splices those bytes in instead of encoding the body again."""
+    then splices those bytes in instead of encoding the body again. Read-only once made: the bytes are
+    not made again if it changes."""
 
     __slots__ = ("canonical",)
 
