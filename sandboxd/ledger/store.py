@@ -50,7 +50,7 @@ class EncodedBody(dict[str, Any]):
 
     def __init__(self, body: Mapping[str, Any]) -> None:
         super().__init__(body)
-        self.canonical = canonical_json(dict(self))
+        self.canonical = canonical_json(self)  # json encodes a dict subclass as the dict it holds
 
 
 def encode_row(seq: int, kind: Kind, body: Mapping[str, Any], time: str | None = None) -> Row:
