@@ -7,6 +7,8 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
+import time
 import types
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -197,12 +199,70 @@ def test_validate_and_check_are_chunked_with_their_options() -> None:
         validated = client.validate(tasks, truncate_outputs=True, policy="pooled")
         checked = client.check([{"task_type": "deduction", "answer": "1", "expected_output": "1"}] * 3)
     assert [r.outputs[0] for r in validated] == [str(i) for i in range(5)]
-    assert [len(b["tasks"]) for b in bodies[:3]] == [2, 2, 1]
+    # Chunks of one call go out concurrently (in any order); validate returns before check starts.
+    assert sorted(len(b["tasks"]) for b in bodies[:3]) == [1, 2, 2]
+    assert sorted(t["inputs"][0] for b in bodies[:3] for t in b["tasks"]) == [str(i) for i in range(5)]
     assert all(
         b["truncate_outputs"] and b["allow_non_canonical"] and b["policy"] == "pooled" for b in bodies[:3]
     )
-    assert [len(b["answers"]) for b in bodies[3:]] == [2, 1]
+    assert sorted(len(b["answers"]) for b in bodies[3:]) == [1, 2]
     assert [r.reward for r in checked] == [1.0, 1.0, 1.0]
+
+
+def _overlapping_handler(state: dict[str, int], lock: threading.Lock) -> Handler:
+    """Echo each run's code as stdout, holding every chunk a moment so that chunks overlap, and count the
+    most chunks in flight at once in ``state["peak"]``. Chunks finish out of order."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        runs = json.loads(request.content)["runs"]
+        with lock:
+            state["in_flight"] += 1
+            state["peak"] = max(state["peak"], state["in_flight"])
+        time.sleep(0.02 + 0.02 * (len(runs) % 3))
+        with lock:
+            state["in_flight"] -= 1
+        return httpx.Response(200, json={"results": [_run_result(0, stdout=r["code"]) for r in runs]})
+
+    return handle
+
+
+@pytest.mark.parametrize("bound", [1, 3])
+def test_sync_chunks_run_concurrently_within_the_bound(bound: int) -> None:
+    """The sync client sends chunks concurrently, never more than max_concurrency, and keeps order;
+    max_concurrency=1 sends them one after another."""
+    state = {"in_flight": 0, "peak": 0}
+    handler = _overlapping_handler(state, threading.Lock())
+    with _client(handler, chunk_size=7, max_concurrency=bound) as client:
+        results = client.run_batch([str(i) for i in range(100)])
+    assert [result.stdout for result in results] == [str(i) for i in range(100)]
+    assert state["peak"] == bound
+
+
+def test_sync_chunks_raise_the_first_failing_chunk_in_order() -> None:
+    """A later chunk that fails first does not hide an earlier chunk's failure: the first chunk in order
+    that failed is raised, as a sequential client would have raised it."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        [run] = json.loads(request.content)["runs"]
+        if run["code"] == "0":
+            time.sleep(0.05)
+            return httpx.Response(422, json={"error": "invalid_request", "detail": "first"})
+        return httpx.Response(413, json={"error": "too_large", "detail": "second"})
+
+    with (
+        _client(handle, chunk_size=1, max_concurrency=2) as client,
+        pytest.raises(SandboxRequestError) as caught,
+    ):
+        client.run_batch(["0", "1", "2"])
+    assert caught.value.error == "invalid_request"
+
+
+@pytest.mark.parametrize("client_class", [SandboxClient, AsyncSandboxClient])
+def test_max_concurrency_must_be_positive(
+    client_class: type[SandboxClient] | type[AsyncSandboxClient],
+) -> None:
+    with pytest.raises(ValueError, match="max_concurrency"):
+        client_class("http://t", max_concurrency=0)
 
 
 def test_async_chunks_run_concurrently_within_the_bound() -> None:
@@ -541,7 +601,7 @@ def test_real_run_and_health(sandbox: SandboxClient) -> None:
 
 @pytest.mark.docker
 def test_real_batch_of_600_keeps_order(server_url: str) -> None:
-    """600 runs in chunks of 256 each run once and come back in request order."""
+    """600 runs in chunks of 256 (sent concurrently) each run once and come back in request order."""
     with SandboxClient(server_url, chunk_size=256) as client:
         results = client.run_batch([f"print({i})" for i in range(600)])
     assert [result.stdout for result in results] == [f"{i}\n" for i in range(600)]

@@ -14,7 +14,7 @@ from typing import TypeVar
 import httpx
 
 from . import retry as _retry
-from .base import DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT, BaseClient
+from .base import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, BaseClient
 from .calls import (
     AnswerLike,
     Call,
@@ -47,7 +47,7 @@ class AsyncSandboxClient(BaseClient):
         *,
         policy: str | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        max_concurrency: int = 4,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
@@ -58,14 +58,12 @@ class AsyncSandboxClient(BaseClient):
             base_url,
             policy=policy,
             chunk_size=chunk_size,
+            max_concurrency=max_concurrency,
             timeout=timeout,
             retry=retry,
             headers=headers,
             token=token,
         )
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        self.max_concurrency = max_concurrency
         self._http = httpx.AsyncClient(
             base_url=self.base_url, timeout=self.timeout, headers=self.headers, transport=transport
         )

@@ -16,6 +16,9 @@ from .retry import RetryPolicy
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 URL_VARIABLE = "SANDBOXD_URL"  # where sandboxd is when no base_url is given
 DEFAULT_CHUNK_SIZE = 256
+# Chunks of one call in flight at once. The server leases sandboxes per request, so a step's chunks run
+# side by side, and one chunk's trusted-side work (planning, judging, the ledger) overlaps the others' runs.
+DEFAULT_MAX_CONCURRENCY = 4
 # A chunk of 256 programs can take minutes when many hit their wall time; connecting should not.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=60.0)
 USER_AGENT = "sandboxd-trainer-client/0.1"
@@ -31,8 +34,9 @@ class BaseClient:
 
     ``base_url`` defaults to ``$SANDBOXD_URL``, then http://127.0.0.1:8080. ``policy`` is the default
     sandbox policy for every call (a method's ``policy=`` overrides it); None means the server's
-    default. Lists longer than ``chunk_size`` are sent as several requests and the results are put
-    back together in order. ``token`` (default ``$SANDBOXD_TOKEN``) is sent as a bearer token.
+    default. Lists longer than ``chunk_size`` are sent as several requests, at most ``max_concurrency``
+    at a time, and the results are put back together in order. ``token`` (default ``$SANDBOXD_TOKEN``)
+    is sent as a bearer token.
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class BaseClient:
         *,
         policy: str | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
@@ -48,9 +53,12 @@ class BaseClient:
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
         self.base_url = resolve_base_url(base_url)
         self.policy = policy
         self.chunk_size = chunk_size
+        self.max_concurrency = max_concurrency
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.retry = retry or RetryPolicy()
         self.headers = {"User-Agent": USER_AGENT, **(headers or {})}

@@ -1,16 +1,21 @@
-"""The synchronous client. Chunks are sent one after another; the client is safe to share between threads."""
+"""The synchronous client; safe to share between threads.
+
+Chunks of one call are sent concurrently from a few threads, at most ``max_concurrency`` at a time, as the
+async twin sends them; ``max_concurrency=1`` sends them one after another.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TypeVar
 
 import httpx
 
 from . import retry as _retry
-from .base import DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT, BaseClient
+from .base import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, BaseClient
 from .calls import (
     AnswerLike,
     Call,
@@ -47,6 +52,7 @@ class SandboxClient(BaseClient):
         *,
         policy: str | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
@@ -57,6 +63,7 @@ class SandboxClient(BaseClient):
             base_url,
             policy=policy,
             chunk_size=chunk_size,
+            max_concurrency=max_concurrency,
             timeout=timeout,
             retry=retry,
             headers=headers,
@@ -112,10 +119,19 @@ class SandboxClient(BaseClient):
         return self._send(tripwires_call(count))
 
     def _send_all(self, calls: list[Call[T]]) -> list[T]:
-        results: list[T] = []
-        for call in calls:
-            results.extend(self._send(call))
-        return results
+        if len(calls) == 1 or self.max_concurrency == 1:
+            return [item for call in calls for item in self._send(call)]
+        workers = min(self.max_concurrency, len(calls))
+        with ThreadPoolExecutor(workers, thread_name_prefix="sandboxd-chunk") as pool:
+            sent = [pool.submit(self._send, call) for call in calls]
+            try:
+                return [item for future in sent for item in future.result()]
+            except BaseException:
+                # The first chunk (in order) that failed is raised as itself; chunks not yet sent never
+                # are, and those in flight end before this returns (their results are dropped).
+                for future in sent:
+                    future.cancel()
+                raise
 
     def _send(self, call: Call[T]) -> list[T]:
         started = time.monotonic()
