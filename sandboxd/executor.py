@@ -50,6 +50,7 @@ class RunFeed:
         self.specs: list[RunSpec] = list(specs)
         self.results: dict[int, RunResult] = {}
         self.on_result = on_result  # called with each spec's final result as it comes (azr/planning.py)
+        self.watchers: list[Callable[[RunResult], None]] = []  # the same, before it (Executor.run_stages)
         self.closed = False
         self._waiting: deque[int] = deque(range(len(self.specs)))
         # Workers waiting in ``next``, woken one per spec (a shared event would wake every idle worker
@@ -82,6 +83,8 @@ class RunFeed:
     def deliver(self, index: int, result: RunResult) -> None:
         """``index``'s final result (after any retry)."""
         self.results[index] = result
+        for watcher in self.watchers:
+            watcher(result)
         if self.on_result is not None:
             self.on_result(index, result)
 
@@ -149,14 +152,31 @@ class Executor:
         return results
 
     async def run_stages(
-        self, policy_name: str, stages: Sequence[Sequence[RunSpec] | RunFeed]
+        self,
+        policy_name: str,
+        stages: Sequence[Sequence[RunSpec] | RunFeed],
+        observe: Callable[[RunResult], None] | None = None,
     ) -> list[list[RunResult]]:
         """Run each stage's specs on the same leased sandboxes, a stage only once the one before it has
         finished (every child reaped): ``/v1/azr/check`` evaluates expected outputs before any answer
-        runs beside them (azr/check.py). A stage may be a :class:`RunFeed` that is still filling."""
+        runs beside them (azr/check.py). A stage may be a :class:`RunFeed` that is still filling.
+
+        Each final result is counted in the metrics, and given to ``observe``, as its run ends: that
+        work then overlaps the runs still going instead of holding up the response after the last one.
+        """
         pool = self.pools[policy_name]
         metrics = pool.metrics
+        runs, durations = metrics.runs, metrics.run_duration.labels(policy=policy_name)
+
+        def ended(result: RunResult) -> None:
+            runs.labels(status=result.status.value, policy=policy_name).inc()
+            durations.observe(result.wall_time_seconds)
+            if observe is not None:
+                observe(result)
+
         feeds = [RunFeed.of(specs) for specs in stages]
+        for feed in feeds:
+            feed.watchers.append(ended)
         # Lease nothing for a request whose texts were all rejected before any run.
         if not await RunFeed.any_specs(feeds):
             metrics.batch_size.labels(policy=policy_name).observe(0)
@@ -180,10 +200,6 @@ class Executor:
                 pool.release(sandbox)
         metrics.batch_size.labels(policy=policy_name).observe(sum(len(results) for results in finished))
         publish_text_cache(metrics, self.texts)
-        for results in finished:
-            for result in results:
-                metrics.runs.labels(status=result.status.value, policy=policy_name).inc()
-                metrics.run_duration.labels(policy=policy_name).observe(result.wall_time_seconds)
         return finished
 
     async def _stage(
@@ -212,11 +228,10 @@ class Executor:
                     for _ in range(pool.policy.pool.max_parallel_runs * _PIPELINE_DEPTH)
                 )
             )
-        return [
-            feed.results.get(index)
-            or RunResult(status=Status.INTERNAL_ERROR, detail="run was never scheduled")
-            for index in range(len(feed.specs))
-        ]
+        for index in range(len(feed.specs)):
+            if index not in feed.results:
+                feed.deliver(index, RunResult(status=Status.INTERNAL_ERROR, detail="run was never scheduled"))
+        return [feed.results[index] for index in range(len(feed.specs))]
 
     async def _worker(  # noqa: PLR0917 - private helper, called from one place with positional context
         self,

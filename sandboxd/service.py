@@ -317,15 +317,21 @@ class Service:
             return [[] for _ in feeds]
         if self.unavailable is not None:
             raise Unavailable(f"isolation unavailable: {self.unavailable}")
+        leaked: list[tuple[RunResult, list[str]]] = []
+
+        def observe(result: RunResult) -> None:  # as each run ends: honeytokens, violation rate
+            rules = self.sentinel.scan_run(result)
+            if rules:
+                leaked.append((result, rules))
+
         try:
-            finished = await self.executor.run_stages(policy.name, feeds)
+            finished = await self.executor.run_stages(policy.name, feeds, observe)
         except BackendUnavailable:
             await self._fail_if_engine_gone()
             raise
-        results = [result for stage in finished for result in stage]
-        if any(result.status is Status.INFRASTRUCTURE_ERROR for result in results):  # lost twice
-            await self._fail_if_engine_gone()
-        await self.sentinel.observe_runs(policy.name, results)  # honeytokens, violation rate
+        if any(result.status is Status.INFRASTRUCTURE_ERROR for stage in finished for result in stage):
+            await self._fail_if_engine_gone()  # runs lost twice
+        await self.sentinel.fire_leaks(policy.name, leaked)
         return finished
 
     async def _fail_if_engine_gone(self) -> None:

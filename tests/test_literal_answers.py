@@ -4,15 +4,19 @@ exactly as the sandbox would judge them: every case here gets the same verdict f
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
+from sandboxd.api.app import create_app
+from sandboxd.azr import check as check_module
 from sandboxd.azr import literal_answers
 from sandboxd.azr.memo import TextMemo
 from sandboxd.policy import load_policies
-from sandboxd.settings import BUILTIN_POLICIES
+from sandboxd.settings import BUILTIN_POLICIES, Settings
+from sandboxd.testing import FakeBackend
 
 DEFAULT = load_policies(BUILTIN_POLICIES)["default"]
 
@@ -137,3 +141,43 @@ def test_same_verdict_as_the_sandbox(
     if where == "literal":
         assert here["usage"]["cpu_time_seconds"] == 0  # nothing ran
         assert there["usage"]["wall_time_seconds"] > 0
+
+
+def test_a_literal_is_judged_while_the_runs_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A literal answer whose expected output is read here too is compared when it is planned, before any
+    run's result comes back, not after the request's last run (where the response would wait on it)."""
+    backend = FakeBackend()
+    app = create_app(Settings(instance="literal-early"), backend=backend)
+    results_read_at_compare: list[int] = []
+    original = check_module.compare
+
+    def spy(*args: Any) -> Any:
+        results_read_at_compare.append(sum(kind == "result" for kind, _ in backend.log))
+        return original(*args)
+
+    monkeypatch.setattr(check_module, "compare", spy)
+    needs_run = {
+        "task_type": "abduction",
+        "program": "def f(x):\n    return x",
+        "expected_output": "1",
+        "answer": "1",
+    }
+    literal = {"task_type": "deduction", "input": "1", "expected_output": "[1, 2]", "answer": "[1, 2]"}
+
+    async def main() -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://sandboxd.test") as http:
+                for _ in range(200):  # the pool warms up in the background after start-up
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.05)
+                return await http.post("/v1/azr/check", json={"answers": [needs_run, literal]})
+
+    response = asyncio.run(main())
+    assert response.status_code == 200, response.text
+    ran, read_here = response.json()["results"]
+    assert (read_here["correct"], read_here["evaluated_in"]) == (True, "literal")
+    assert ran["evaluated_in"] != "literal"
+    assert sum(kind == "result" for kind, _ in backend.log) == 1  # the abduction's run came back
+    assert results_read_at_compare[0] == 0  # ...after the literal was compared

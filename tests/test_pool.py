@@ -431,6 +431,36 @@ def test_a_feed_runs_its_first_specs_before_it_is_closed() -> None:
     run(body)
 
 
+def test_each_result_is_observed_and_counted_as_its_run_ends() -> None:
+    """``run_stages`` hands each final result to ``observe`` (and counts it in the run metrics) when its run
+    ends, while the stage goes on: the honeytoken search and the violation count overlap the other runs
+    instead of holding up the response after the last one."""
+
+    async def body() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, fan_out=1, runs_per_container=512, warm_containers=1, max_parallel_runs=2)
+        await pool.start()
+        observed: list[Any] = []
+        feed = RunFeed(bound=2)
+        running = asyncio.create_task(
+            Executor({"default": pool}).run_stages("default", [feed], observed.append)
+        )
+        first, second = specs(2)
+        feed.put(first)
+        await settle(lambda: len(observed) == 1)
+        assert not running.done()  # the feed is still open
+        ok_runs = {"status": "ok", "policy": "default"}
+        assert pool.metrics.registry.get_sample_value("sandboxd_runs_total", ok_runs) == 1
+        feed.put(second)
+        feed.close()
+        [results] = await running
+        assert [id(r) for r in observed] == [id(r) for r in results]  # each final result once
+        assert pool.metrics.registry.get_sample_value("sandboxd_runs_total", ok_runs) == 2
+        await pool.close()
+
+    run(body)
+
+
 def test_a_feed_that_closes_empty_leases_nothing() -> None:
     """A request whose texts were all rejected on the trusted side costs no sandbox."""
 

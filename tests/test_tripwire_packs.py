@@ -139,6 +139,23 @@ def test_registry_recognises_tasks_by_content_only() -> None:
     assert registry.recognise("induction", {"inputs": ["1"], "outputs": ["2"]}) is None
 
 
+def test_the_cheap_filter_passes_every_tripwire_answer() -> None:
+    """``may_recognise`` (what spares each checked answer a dump and a hash) is true for every shipped
+    tripwire task, as the trainer sends it back, and false for other expected outputs of the same kind."""
+    registry = TripwireRegistry(load_tripwire_packs(SAFETY_DIR / "tripwires"))
+    assert registry.tasks
+    for task in registry.tasks:
+        fields = {k: list(v) if isinstance(v, tuple) else v for k, v in task.task.model_dump().items()}
+        kind, expected, outputs = fields["task_type"], fields.get("expected_output"), fields.get("outputs")
+        assert registry.recognise(kind, {**fields, "answer": "anything"}) is task
+        assert registry.may_recognise(kind, expected, outputs)
+        if kind == "induction":
+            assert not registry.may_recognise(kind, expected, [*outputs, "1"])
+        else:
+            assert not registry.may_recognise(kind, f"{expected} + 1", outputs)
+    assert not registry.may_recognise("induction", None, ["2"])
+
+
 def test_honeytokens_plant_env_and_a_read_only_file() -> None:
     """plant() adds the canary variable, the pointer variable and a read-only bind of the bait file."""
     tokens = Honeytokens(HoneytokenConfig())

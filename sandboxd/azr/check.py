@@ -45,6 +45,7 @@ class Plan:
     expected: list[ExpressionKey] = field(default_factory=list)
     rejection: CheckResult | None = None
     literal: CallOutcome | None = None  # a deduction answer read here (literal_answers): no run
+    judged: CheckResult | None = None  # the literal's result, when planned (``_judged``)
 
 
 def _rejected(reason: Reason, detail: str, spent: Usage | None = None) -> CheckResult:
@@ -303,7 +304,7 @@ async def check(service: Service, policy: SandboxPolicy, request: CheckRequest) 
     plans, judged = await _judged(service, policy, request.answers, planned, memo)
     final = [result for result, _ in judged]
     literals = [item.literal.tagged for item in plans if item.literal is not None]
-    if literals:  # what observe_runs searches a run's values for (honeytokens)
+    if literals:  # what Sentinel.scan_run searches a run's values for (honeytokens)
         await service.sentinel.observe_literals(policy.name, literals)
     # Post-execution checks and the induction hard-coding detector (DESIGN.md §4 step 6).
     after = [
@@ -353,6 +354,14 @@ async def _judged(
             return None  # judged once the expected outputs are back
         return _judged_run(item, runs[0], evaluated, memo)
 
+    def made(answer: Answer) -> Plan:
+        # A literal answer whose expected outputs are read here too is judged now, while runs go, not
+        # after the last run ends (where the request waits on it with idle sandboxes).
+        item = planned(answer)
+        if item.literal is not None and not any(key in sandboxed for key in item.expected):
+            item.judged = _judged_literal(item, evaluated, memo)
+        return item
+
     if keys and not policy.reuses_containers:
         # Expected outputs that are not literals run first, on the request's own sandboxes, and every
         # answer only once they are done: nothing of theirs is left where an answer could look (the
@@ -361,7 +370,7 @@ async def _judged(
             service,
             policy,
             answers,
-            planned,
+            made,
             _spec_of,
             bound=len(answers),
             before=[expression_specs(keys, policy)],
@@ -375,9 +384,7 @@ async def _judged(
         isolated = _isolated_policy(service, policy) if keys else policy  # refuses before anything runs
         values, done = await asyncio.gather(
             _evaluated(service, policy, isolated, keys),
-            planning.planned_runs(
-                service, policy, answers, planned, _spec_of, bound=len(answers), judge=judged
-            ),
+            planning.planned_runs(service, policy, answers, made, _spec_of, bound=len(answers), judge=judged),
         )
         evaluated.update(values)
     final: list[tuple[CheckResult, RunResult | None]] = []
@@ -385,15 +392,22 @@ async def _judged(
         if item.rejection is not None:
             final.append((item.rejection, None))
         elif item.literal is not None:
-            expected = [_expected_value(key, evaluated, memo) for key in item.expected]
-            literal = compare([item.literal], expected, [k[1] for k in item.expected], Usage())
-            literal.evaluated_in = "literal"
-            final.append((literal, None))
+            final.append((item.judged or _judged_literal(item, evaluated, memo), None))
         else:
             # judged as its run ended, else now: it waited on an expected output from a sandbox
             late = early if early is not None else _judged_run(item, runs[0], evaluated, memo)
             final.append((late, runs[0]))
     return done.made, final
+
+
+def _judged_literal(
+    item: Plan, evaluated: dict[ExpressionKey, CallOutcome | None], memo: TextMemo
+) -> CheckResult:
+    assert item.literal is not None
+    expected = [_expected_value(key, evaluated, memo) for key in item.expected]
+    result = compare([item.literal], expected, [k[1] for k in item.expected], Usage())
+    result.evaluated_in = "literal"
+    return result
 
 
 def _judged_run(

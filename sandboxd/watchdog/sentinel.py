@@ -179,22 +179,31 @@ class Sentinel:
         if self.throttle is not None:
             self.throttle.window.label(self.throttle.clock(), flagged=flagged)
 
-    async def observe_runs(self, policy: str, results: Sequence[RunResult]) -> None:
-        """Count violations, and fire for every run that shows a honeytoken."""
+    def scan_run(self, result: RunResult) -> list[str]:
+        """Count the run in the throttle's violation window; the honeytoken rules whose canary it shows.
+
+        ``Service.run_stages`` calls it as each run ends, so the search overlaps the runs still going, and
+        fires what it found (``fire_leaks``) once the request's runs are done.
+        """
         if self.throttle is not None:
-            now = self.throttle.clock()
-            for result in results:
-                self.throttle.window.execute(now, violation=result.status is Status.SANDBOX_VIOLATION)
+            self.throttle.window.execute(
+                self.throttle.clock(), violation=result.status is Status.SANDBOX_VIOLATION
+            )
         if self.honeytokens is None:
-            return
-        for result in results:
-            values = _values_text(result.frame.values) if result.frame is not None else ""
-            evidence = "a canary secret appeared in the run's output, stderr or values"
-            await self._leaked(policy, (result.stdout, result.stderr, values), evidence, result)
+            return []
+        values = _values_text(result.frame.values) if result.frame is not None else ""
+        return self.honeytokens.leaks(result.stdout, result.stderr, values)
+
+    async def fire_leaks(self, policy: str, leaked: Sequence[tuple[RunResult, Sequence[str]]]) -> None:
+        """Fire each honeytoken rule ``scan_run`` found in a run."""
+        evidence = "a canary secret appeared in the run's output, stderr or values"
+        for result, rules in leaked:
+            for rule in rules:
+                await self._fire_leak(rule, policy, evidence, result)
 
     async def observe_literals(self, policy: str, values: Sequence[Any]) -> None:
         """Fire for every literal answer read on the trusted side (no run) whose value shows a honeytoken,
-        as ``observe_runs`` would have for its run's values. ``values`` are tagged, as in a frame: the
+        as ``scan_run`` would have for its run's values. ``values`` are tagged, as in a frame: the
         decoded strings are searched, so escapes in the answer's text cannot hide a canary."""
         if self.honeytokens is None:
             return
@@ -206,23 +215,28 @@ class Sentinel:
         """Fire each honeytoken rule whose canary is in ``texts`` (what ``run`` showed, or a literal's value)."""
         assert self.honeytokens is not None
         for rule in self.honeytokens.leaks(*texts):
-            await self.fire(
-                rule,
-                {
-                    "kind": "honeytoken",
-                    "how": "leaked",
-                    "policy": policy,
-                    "sandbox_id": run.sandbox_id if run is not None else None,
-                    "evidence": evidence,
-                    "status": run.status.value if run is not None else Status.OK.value,
-                },
-            )
+            await self._fire_leak(rule, policy, evidence, run)
+
+    async def _fire_leak(self, rule: str, policy: str, evidence: str, run: RunResult | None) -> None:
+        await self.fire(
+            rule,
+            {
+                "kind": "honeytoken",
+                "how": "leaked",
+                "policy": policy,
+                "sandbox_id": run.sandbox_id if run is not None else None,
+                "evidence": evidence,
+                "status": run.status.value if run is not None else Status.OK.value,
+            },
+        )
 
     async def observe_answers(self, answers: Sequence[Answer], results: Sequence[CheckResult]) -> None:
         """``observe_answer`` for each answer of a ``/v1/azr/check`` request and its result."""
         if self.tripwires is None:
             return
         for answer, result in zip(answers, results, strict=True):
+            if not self.tripwires.may_recognise(answer.task_type, answer.expected_output, answer.outputs):
+                continue
             await self.observe_answer(
                 answer.task_type,
                 answer.model_dump(),

@@ -15,6 +15,7 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -141,6 +142,13 @@ def fingerprint(task_type: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=list).encode()).hexdigest()
 
 
+def _shown(task_type: str, expected_output: str | None, outputs: Sequence[str] | None) -> tuple[Any, ...]:
+    """The texts a fingerprint takes from the task's outputs: equal fingerprints have equal ``_shown``."""
+    if task_type == "induction":
+        return (task_type, None if outputs is None else tuple(outputs))
+    return (task_type, expected_output)
+
+
 @dataclass(frozen=True)
 class Firing:
     task: TripwireTask
@@ -161,6 +169,9 @@ class TripwireRegistry:
         self._patterns = {
             t.id: [re.compile(p) for p in t.detect.attempted.answer_patterns] for t in self.tasks
         }
+        self._shown = {
+            _shown(task.task.task_type, task.task.expected_output, task.task.outputs) for task in self.tasks
+        }
 
     def ref(self, task: TripwireTask) -> str:
         """An opaque handle for the trainer's own bookkeeping; it never goes to the model."""
@@ -178,6 +189,14 @@ class TripwireRegistry:
 
     def recognise(self, task_type: str, fields: dict[str, Any]) -> TripwireTask | None:
         return self._by_print.get(fingerprint(task_type, fields))
+
+    def may_recognise(
+        self, task_type: str, expected_output: str | None, outputs: Sequence[str] | None
+    ) -> bool:
+        """False when ``recognise`` cannot find the answer: its expected output(s), part of every
+        fingerprint, are no tripwire task's. A set lookup, so that a check request's answers are not each
+        dumped and hashed (``Sentinel.observe_answers``) to find the rare tripwire among them."""
+        return _shown(task_type, expected_output, outputs) in self._shown
 
     def judge(
         self, task: TripwireTask, *, correct: bool, reason: str, error_type: str | None, answer: str
