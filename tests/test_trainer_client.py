@@ -20,6 +20,7 @@ import pytest
 
 import trainer_client
 from sandboxd.api.app import create_app
+from sandboxd.policy import AzrOptions, BatchOptions
 from sandboxd.settings import Settings
 from sandboxd.testing import FakeBackend
 from trainer_client import (
@@ -35,6 +36,7 @@ from trainer_client import (
 )
 from trainer_client import retry as retry_module
 from trainer_client.azr import SandboxdExecutor, uses_banned
+from trainer_client.base import DEFAULT_AZR_CHUNK_SIZE, DEFAULT_CHUNK_SIZE
 from trainer_client.retry import parse_retry_after
 from trainer_client.rewards import (
     compute_score,
@@ -173,8 +175,54 @@ def test_batch_is_chunked_and_reassembled_in_order() -> None:
     bodies: list[dict[str, Any]] = []
     with _client(_batch_handler(bodies), chunk_size=256) as client:
         results = client.run_batch([f"print({i})" for i in range(600)])
-    assert [len(body["runs"]) for body in bodies] == [256, 256, 88]
+    assert sorted(len(body["runs"]) for body in bodies) == [88, 256, 256]  # sent concurrently
     assert [result.stdout for result in results] == [f"print({i})" for i in range(600)]
+
+
+def test_default_chunks_fit_the_default_caps() -> None:
+    """Without ``chunk_size``, a batch goes 256 runs to a request (a policy's default ``batch.max_runs``)
+    and AZR calls 512 tasks or answers (within the default ``azr.max_tasks`` of 1,024); a ``chunk_size``
+    applies to both."""
+    seen: list[tuple[str, int]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        items = body.get("runs") or body.get("tasks") or body["answers"]
+        seen.append((request.url.path, len(items)))
+        if "runs" in body:
+            return httpx.Response(200, json={"results": [_run_result(0) for _ in items]})
+        if "tasks" in body:
+            return httpx.Response(200, json={"results": [{"valid": True, "reason": "ok"} for _ in items]})
+        return httpx.Response(
+            200, json={"results": [{"correct": True, "reward": 1.0, "reason": "ok"}] * len(items)}
+        )
+
+    task = {"task_type": "deduction", "program": "def f(x):\n    return x", "inputs": ["1"]}
+    answer = {"task_type": "deduction", "answer": "1", "expected_output": "1"}
+    with _client(handle) as client:
+        client.run_batch(["pass"] * 300)
+        client.validate([task] * 600)
+        client.check([answer] * 513)
+    assert sorted(seen) == [
+        ("/v1/azr/check", 1),
+        ("/v1/azr/check", 512),
+        ("/v1/azr/validate", 88),
+        ("/v1/azr/validate", 512),
+        ("/v1/runs/batch", 44),
+        ("/v1/runs/batch", 256),
+    ]
+    assert BatchOptions().max_runs == DEFAULT_CHUNK_SIZE == 256
+    assert AzrOptions().max_tasks >= DEFAULT_AZR_CHUNK_SIZE == 512
+    seen.clear()
+    with _client(handle, chunk_size=100) as client:
+        client.run_batch(["pass"] * 150)
+        client.check([answer] * 150)
+    assert sorted(seen) == [
+        ("/v1/azr/check", 50),
+        ("/v1/azr/check", 100),
+        ("/v1/runs/batch", 50),
+        ("/v1/runs/batch", 100),
+    ]
 
 
 def test_validate_and_check_are_chunked_with_their_options() -> None:

@@ -15,7 +15,11 @@ from .retry import RetryPolicy
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 URL_VARIABLE = "SANDBOXD_URL"  # where sandboxd is when no base_url is given
-DEFAULT_CHUNK_SIZE = 256
+DEFAULT_CHUNK_SIZE = 256  # runs per /v1/batch request (a policy's default batch.max_runs)
+# Tasks or answers per /v1/azr request (a policy's azr.max_tasks defaults to 1,024). One request of 512
+# answers instead of two concurrent ones of 256: an AZR step took paired 0.931 of the time (12 pairs,
+# docs/benchmarks.md), as the daemon plans, judges and ledgers it once, over as many sandboxes.
+DEFAULT_AZR_CHUNK_SIZE = 512
 # Chunks of one call in flight at once. The server leases sandboxes per request, so a step's chunks run
 # side by side, and one chunk's trusted-side work (planning, judging, the ledger) overlaps the others' runs.
 DEFAULT_MAX_CONCURRENCY = 4
@@ -35,8 +39,9 @@ class BaseClient:
     ``base_url`` defaults to ``$SANDBOXD_URL``, then http://127.0.0.1:8080. ``policy`` is the default
     sandbox policy for every call (a method's ``policy=`` overrides it); None means the server's
     default. Lists longer than ``chunk_size`` are sent as several requests, at most ``max_concurrency``
-    at a time, and the results are put back together in order. ``token`` (default ``$SANDBOXD_TOKEN``)
-    is sent as a bearer token.
+    at a time, and the results are put back together in order; without ``chunk_size``, a batch's runs go
+    256 to a request and AZR tasks or answers 512. ``token`` (default ``$SANDBOXD_TOKEN``) is sent as a
+    bearer token.
     """
 
     def __init__(
@@ -44,20 +49,21 @@ class BaseClient:
         base_url: str | None = None,
         *,
         policy: str | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
         token: str | None = None,
     ) -> None:
-        if chunk_size < 1:
+        if chunk_size is not None and chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self.base_url = resolve_base_url(base_url)
         self.policy = policy
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
+        self.azr_chunk_size = chunk_size or DEFAULT_AZR_CHUNK_SIZE
         self.max_concurrency = max_concurrency
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.retry = retry or RetryPolicy()
@@ -82,8 +88,8 @@ class BaseClient:
         self, tasks: Iterable[TaskLike], truncate_outputs: bool, allow_non_canonical: bool, policy: str | None
     ) -> list[Call[ValidateResult]]:
         return calls.validate_calls(
-            tasks, truncate_outputs, allow_non_canonical, self._policy(policy), self.chunk_size
+            tasks, truncate_outputs, allow_non_canonical, self._policy(policy), self.azr_chunk_size
         )
 
     def _check_calls(self, answers: Iterable[AnswerLike], policy: str | None) -> list[Call[CheckResult]]:
-        return calls.check_calls(answers, self._policy(policy), self.chunk_size)
+        return calls.check_calls(answers, self._policy(policy), self.azr_chunk_size)

@@ -15,7 +15,7 @@ from typing import TypeVar
 import httpx
 
 from . import retry as _retry
-from .base import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, BaseClient
+from .base import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, BaseClient
 from .calls import (
     AnswerLike,
     Call,
@@ -51,7 +51,7 @@ class SandboxClient(BaseClient):
         base_url: str | None = None,
         *,
         policy: str | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
