@@ -15,7 +15,7 @@ from .retry import RetryPolicy
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 URL_VARIABLE = "SANDBOXD_URL"  # where sandboxd is when no base_url is given
-DEFAULT_CHUNK_SIZE = 256  # runs per /v1/batch request (a policy's default batch.max_runs)
+DEFAULT_CHUNK_SIZE = 256  # runs per /v1/runs/batch request (a policy's default batch.max_runs)
 # Tasks or answers per /v1/azr request (a policy's azr.max_tasks defaults to 1,024). One request of 512
 # answers instead of two concurrent ones of 256: an AZR step took paired 0.931 of the time (12 pairs,
 # docs/benchmarks.md), as the daemon plans, judges and ledgers it once, over as many sandboxes.
