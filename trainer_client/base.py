@@ -17,8 +17,8 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 URL_VARIABLE = "SANDBOXD_URL"  # where sandboxd is when no base_url is given
 DEFAULT_CHUNK_SIZE = 256  # runs per /v1/runs/batch request (a policy's default batch.max_runs)
 # Tasks or answers per /v1/azr request (a policy's azr.max_tasks defaults to 1,024). One request of 512
-# answers instead of two concurrent ones of 256: an AZR step took paired 0.931 of the time (12 pairs,
-# docs/benchmarks.md), as the daemon plans, judges and ledgers it once, over as many sandboxes.
+# answers instead of two concurrent ones of 256: an AZR step took paired 0.931, 1.003 and 0.972 of the
+# time in three runs (docs/benchmarks.md); the daemon plans, judges and ledgers the batch once.
 DEFAULT_AZR_CHUNK_SIZE = 512
 # Chunks of one call in flight at once. The server leases sandboxes per request, so a step's chunks run
 # side by side, and one chunk's trusted-side work (planning, judging, the ledger) overlaps the others' runs.
