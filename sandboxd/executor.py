@@ -50,7 +50,7 @@ class RunFeed:
         self.specs: list[RunSpec] = list(specs)
         self.results: dict[int, RunResult] = {}
         self.on_result = on_result  # called with each spec's final result as it comes (azr/planning.py)
-        self.watchers: list[Callable[[RunResult], None]] = []  # the same, before it (Executor.run_stages)
+        self.on_delivered: Callable[[RunResult], None] | None = None  # each one first (Executor.run_stages)
         self.closed = False
         self._waiting: deque[int] = deque(range(len(self.specs)))
         # Workers waiting in ``next``, woken one per spec (a shared event would wake every idle worker
@@ -83,8 +83,8 @@ class RunFeed:
     def deliver(self, index: int, result: RunResult) -> None:
         """``index``'s final result (after any retry)."""
         self.results[index] = result
-        for watcher in self.watchers:
-            watcher(result)
+        if self.on_delivered is not None:
+            self.on_delivered(result)
         if self.on_result is not None:
             self.on_result(index, result)
 
@@ -176,7 +176,7 @@ class Executor:
 
         feeds = [RunFeed.of(specs) for specs in stages]
         for feed in feeds:
-            feed.watchers.append(ended)
+            feed.on_delivered = ended  # set, not added: a feed handed in twice still counts each run once
         # Lease nothing for a request whose texts were all rejected before any run.
         if not await RunFeed.any_specs(feeds):
             metrics.batch_size.labels(policy=policy_name).observe(0)
