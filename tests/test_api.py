@@ -33,11 +33,43 @@ def test_stdin_is_delivered(client: httpx.Client) -> None:
 
 
 def test_exception_is_runtime_error_with_traceback(client: httpx.Client) -> None:
-    """An uncaught exception is runtime_error; stderr holds the program's traceback, not the runner's."""
+    """An uncaught exception is runtime_error; stderr holds the program's traceback, not the runner's,
+    exactly as the interpreter prints it (the child uses the interpreter's own printer)."""
     body = client.post("/v1/runs", json={"code": "def f():\n    raise ValueError('nope')\nf()"}).json()
     assert body["status"] == "runtime_error"
-    assert "ValueError: nope" in body["stderr"]
-    assert "sandboxd" not in body["stderr"]
+    assert body["stderr"] == (
+        "Traceback (most recent call last):\n"
+        '  File "<program>", line 3, in <module>\n'
+        '  File "<program>", line 2, in f\n'
+        "ValueError: nope\n"
+    )
+
+
+def test_chained_exception_shows_both_tracebacks(client: httpx.Client) -> None:
+    """A chained exception prints its cause first, then the exception, each from the program's frames."""
+    code = "try:\n    1 / 0\nexcept ZeroDivisionError as exc:\n    raise KeyError('k') from exc\n"
+    body = client.post("/v1/runs", json={"code": code}).json()
+    assert body["status"] == "runtime_error"
+    assert body["stderr"] == (
+        "Traceback (most recent call last):\n"
+        '  File "<program>", line 2, in <module>\n'
+        "ZeroDivisionError: division by zero\n"
+        "\n"
+        "The above exception was the direct cause of the following exception:\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        '  File "<program>", line 4, in <module>\n'
+        "KeyError: 'k'\n"
+    )
+
+
+def test_child_heap_holds_no_traceback_module(client: httpx.Client) -> None:
+    """The fork-server's image, which every run is forked from, does not carry the traceback module and
+    what it imports (about 380 KB that each fork and exit would pay: docs/design.md)."""
+    code = "import sys\nprint(sorted(m for m in ('traceback', 'linecache', 'tokenize', 'textwrap') if m in sys.modules))"
+    body = client.post("/v1/runs", json={"code": code}).json()
+    assert body["status"] == "ok"
+    assert body["stdout"] == "[]\n"
 
 
 def test_batch_keeps_order(client: httpx.Client) -> None:

@@ -23,7 +23,6 @@ import random
 import resource
 import signal
 import sys
-import traceback
 from collections.abc import Callable
 
 from . import jobs
@@ -48,6 +47,10 @@ _SIGPIPE = int(signal.SIGPIPE)
 _SIG_IGN = int(signal.SIG_IGN)
 _seed = _random.Random.seed
 _c_signal: Callable[[int, int], object] = sys.modules["_signal"].signal  # under signal.signal
+# The interpreter's own traceback printer (C), instead of the traceback module: that module (with
+# linecache, tokenize and textwrap) is about 380 KB of heap that every fork copies and every exit tears
+# down, for the few runs that raise. The text is the same (tests/test_api.py).
+_print_exception = sys.__excepthook__
 EXIT_SETUP_FAILED = 121
 EXIT_FRAME_FAILED = 122
 
@@ -277,6 +280,17 @@ def _program_frames(tb: Any) -> Any:
     return tb
 
 
+def _show_exception(exc: BaseException, stream: Any) -> None:
+    """Print ``exc`` to ``stream`` as the interpreter prints an uncaught exception, from the model's code on."""
+    saved = sys.stderr
+    sys.stderr = stream  # the C printer writes to sys.stderr, and prints the exception's own traceback
+    try:
+        exc.__traceback__ = _program_frames(exc.__traceback__)
+        _print_exception(type(exc), exc, exc.__traceback__)
+    finally:
+        sys.stderr = saved
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -352,7 +366,7 @@ def _executed(job: dict[str, Any], request: dict[str, Any], prep: Preparation) -
         outcome = jobs.describe_exception(exc)
         if outcome.outcome == "exception":
             with contextlib.suppress(BaseException):  # a hostile __str__ must not stop the frame
-                traceback.print_exception(type(exc), exc, _program_frames(exc.__traceback__), file=err)
+                _show_exception(exc, err)
     for stream in (out, err):
         with contextlib.suppress(BaseException):  # the frame matters more than diagnostics
             stream.flush()
