@@ -36,6 +36,10 @@ from .stores import open_store, parse_url, redact
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MAX_GROUP = 10_000  # entries per transaction at most
+# The store's write-ahead log is folded in (``LedgerStore.compact_log``) after this many entries, once their
+# appends are acknowledged and no other append waits: about as often as SQLite's own automatic checkpoint
+# (1,000 pages), which the SQLite store turns off. Under appends that never pause, at four times this.
+COMPACT_ENTRIES = 2_000
 
 
 def _append_many(items: Sequence[Item], store: LedgerStore) -> list[tuple[int, bytes]]:
@@ -71,6 +75,7 @@ class Recorder:
         self._flusher: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._uncheckpointed = 0
+        self._uncompacted = 0
         self._last_checkpoint = time.monotonic()
         self._client: httpx.AsyncClient | None = None
         self.publisher = Publisher([])
@@ -179,10 +184,24 @@ class Recorder:
             self._uncheckpointed += len(flat)
             if self._uncheckpointed >= self.config.checkpoint_entries:
                 await self.checkpoint()
+            self._uncompacted += len(flat)
+            if self._uncompacted >= (COMPACT_ENTRIES if not self._pending else 4 * COMPACT_ENTRIES):
+                await self.compact()
+
+    async def compact(self) -> None:
+        """Fold the store's write-ahead log into its database now (logged, not raised, if it fails)."""
+        self._uncompacted = 0
+        try:
+            pages = await self.call(lambda store: store.compact_log())
+        except LedgerUnavailable as exc:
+            log.error("compacting the ledger's log failed: %s", exc)
+            return
+        log.debug("ledger log compacted (%d pages)", pages)
 
     async def checkpoint(self) -> StoredCheckpoint | None:
         """Sign a checkpoint now and hand it to the sinks; None (logged) if the store is unavailable."""
         self._uncheckpointed = 0
+        self._uncompacted = 0
         self._last_checkpoint = time.monotonic()
         if self.signer is None:  # not started (an app used without its lifespan): nothing to sign with
             return None

@@ -83,6 +83,10 @@ class SqliteLedgerStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        # No automatic checkpoint: SQLite's folds the WAL into the database inside the commit that passes
+        # 1,000 pages, which made one append of 512 entries in about five take 23 ms instead of 10. The
+        # recorder calls compact_log once the append is acknowledged. Commits are durable in the WAL alone.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA + family_tables.TABLES)
         self._sql = _Sql(self._db)
         if not self._has_program_column():
@@ -208,6 +212,11 @@ class SqliteLedgerStore:
     def family_set(self, set_id: str) -> FamilySetInfo | None:
         """A stored family set's description, or ``None``."""
         return family_tables.lookup(self._sql, set_id)
+
+    def compact_log(self) -> int:
+        """A passive WAL checkpoint (it waits for no reader); how many pages the log held."""
+        _busy, log_pages, _folded = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return max(int(log_pages), 0)
 
     def close(self) -> None:
         """Close the database connection."""

@@ -111,6 +111,9 @@ class LedgerStore(Protocol):
       prunes all but the newest ``families.KEEP_SETS``; ``family_set`` describes a stored one (or ``None``).
     - ``origin`` and ``vkey`` name the log and the verifier key its checkpoints are signed with
       (``vkey`` is ``None`` until a signer has been used).
+    - ``compact_log`` folds the backend's own write-ahead log into its main file, where it keeps one and
+      leaves that to its owner (SQLite); the recorder calls it after an append is acknowledged, so that no
+      append waits for it.
     """
 
     origin: str
@@ -157,6 +160,10 @@ class LedgerStore(Protocol):
 
     def family_set(self, set_id: str) -> FamilySetInfo | None:
         """A stored family set's description, or ``None`` if it was never recorded or was pruned."""
+        ...
+
+    def compact_log(self) -> int:
+        """Fold the write-ahead log into the main file; the number of log pages it held (0: none kept)."""
         ...
 
     def close(self) -> None:
