@@ -38,6 +38,7 @@ import _common as common
 import _synthetic as synthetic
 
 from sandboxd.ledger.note import Signer
+from sandboxd.ledger.recorder import COMPACT_ENTRIES
 from sandboxd.ledger.sqlite import SqliteLedgerStore
 from sandboxd.ledger.store import Item
 
@@ -56,7 +57,8 @@ def load() -> str:
 
 
 def build(path: Path, items: Iterator[Item], count: int, batch: int) -> tuple[float, float]:
-    """Append ``count`` items to a new ledger at ``path`` in batches, checkpointing every 1,000.
+    """Append ``count`` items to a new ledger at ``path`` in batches, checkpointing every 1,000 and folding
+    the write-ahead log every ``COMPACT_ENTRIES``, as the daemon does.
 
     Returns entries per wall second and per CPU second of this process (the fsync waits are not CPU). The
     items are generated outside the clocks, a batch at a time.
@@ -64,7 +66,7 @@ def build(path: Path, items: Iterator[Item], count: int, batch: int) -> tuple[fl
     signer = Signer.from_file(ORIGIN, path.with_suffix(".key"))
     store = SqliteLedgerStore(path, origin=ORIGIN, signer=signer)
     spent = cpu = 0.0
-    done = since_checkpoint = 0
+    done = since_checkpoint = since_compaction = 0
     try:
         while done < count:
             chunk = [item for _, item in zip(range(min(batch, count - done)), items, strict=False)]
@@ -74,6 +76,10 @@ def build(path: Path, items: Iterator[Item], count: int, batch: int) -> tuple[fl
             if since_checkpoint >= CHECKPOINT_EVERY:
                 store.checkpoint()
                 since_checkpoint = 0
+            since_compaction += len(chunk)
+            if since_compaction >= COMPACT_ENTRIES:  # as the daemon's recorder does (the store leaves it)
+                store.compact_log()
+                since_compaction = 0
             spent += time.perf_counter() - started
             cpu += time.process_time() - used
             done += len(chunk)

@@ -201,7 +201,6 @@ class Recorder:
     async def checkpoint(self) -> StoredCheckpoint | None:
         """Sign a checkpoint now and hand it to the sinks; None (logged) if the store is unavailable."""
         self._uncheckpointed = 0
-        self._uncompacted = 0
         self._last_checkpoint = time.monotonic()
         if self.signer is None:  # not started (an app used without its lifespan): nothing to sign with
             return None
