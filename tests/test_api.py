@@ -65,7 +65,7 @@ def test_chained_exception_shows_both_tracebacks(client: httpx.Client) -> None:
 
 def test_child_heap_holds_no_traceback_module(client: httpx.Client) -> None:
     """The fork-server's image, which every run is forked from, does not carry the traceback module and
-    what it imports (about 380 KB that each fork and exit would pay: docs/design.md)."""
+    what it imports (about 280 KB that each fork and exit would pay: docs/design.md)."""
     code = "import sys\nprint(sorted(m for m in ('traceback', 'linecache', 'tokenize', 'textwrap') if m in sys.modules))"
     body = client.post("/v1/runs", json={"code": code}).json()
     assert body["status"] == "ok"

@@ -48,7 +48,7 @@ _SIG_IGN = int(signal.SIG_IGN)
 _seed = _random.Random.seed
 _c_signal: Callable[[int, int], object] = sys.modules["_signal"].signal  # under signal.signal
 # The interpreter's own traceback printer (C), instead of the traceback module: that module (with
-# linecache, tokenize and textwrap) is about 380 KB of heap that every fork copies and every exit tears
+# linecache, tokenize and textwrap) is about 280 KB of heap that every fork copies and every exit tears
 # down, for the few runs that raise. The text is the same (tests/test_api.py).
 _print_exception = sys.__excepthook__
 EXIT_SETUP_FAILED = 121
