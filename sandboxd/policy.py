@@ -18,6 +18,13 @@ from .reviews.policy import ReviewPolicy
 from .reward.policy import ValueRewardPolicy
 
 MiB = 1024 * 1024
+# Pids a container keeps for everything but its warm spares: the fork-servers (PID 1 and its zygotes), their
+# spawners, the spares of a burst and the running children (the default policy's whole limit before warm
+# spares). The pool never asks for more warm spares than the rest of ``container.pids_limit``.
+RESERVED_PIDS = 24
+# A waiting spare's memory, as the container's cgroup counts it: its page tables, kernel stack and the few
+# pages it writes before it waits (measured about 150-200 KiB under the default policy: docs/design.md).
+SPARE_BYTES = 256 * 1024
 PolicyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 
 
@@ -56,6 +63,11 @@ class PoolOptions(_Frozen):
     max_parallel_runs: int = Field(1, ge=1, le=64)  # forked children running at once per container
     admission_timeout_seconds: float = Field(30.0, gt=0)  # wait this long for a free container
     max_waiting_requests: int = Field(64, ge=0)  # more waiting requests than this: 503 at once (backpressure)
+    # Children a new container forks while it waits in the pool, so that as many runs of its request skip
+    # their fork (runner/forkserver.py). The pool asks for as many as its recent requests ran on one
+    # container, at most this many (and at most container.pids_limit - RESERVED_PIDS): docs/design.md,
+    # "Warm spares". 0: children are forked only as runs come, a few ahead.
+    warm_spares: int = Field(0, ge=0, le=4096)
 
 
 class BatchOptions(_Frozen):
@@ -150,12 +162,21 @@ class SandboxPolicy(_Frozen):
         if exceeded:
             raise ValueError(f"default limits exceed caps: {', '.join(exceeded)}")
         needed = self.pool.max_parallel_runs * self.caps.memory_bytes + 64 * MiB
-        if self.container.memory_bytes < needed:
+        spares = self.warm_spares_cap * SPARE_BYTES
+        if self.container.memory_bytes < needed + spares:
+            held = f" and {self.warm_spares_cap} warm spares" if spares else ""
             raise ValueError(
                 f"container.memory_bytes={self.container.memory_bytes} cannot hold "
-                f"{self.pool.max_parallel_runs} children at caps.memory_bytes plus the fork-server ({needed})"
+                f"{self.pool.max_parallel_runs} children at caps.memory_bytes plus the fork-server{held} "
+                f"({needed + spares})"
             )
         return self
+
+    @property
+    def warm_spares_cap(self) -> int:
+        """The most warm spares the pool asks a container for: ``pool.warm_spares``, within the pids
+        the container has beyond :data:`RESERVED_PIDS`."""
+        return max(0, min(self.pool.warm_spares, self.container.pids_limit - RESERVED_PIDS))
 
     @property
     def reuses_containers(self) -> bool:

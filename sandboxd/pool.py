@@ -42,6 +42,12 @@ MAX_RETIRING = 8  # more used sandboxes than this waiting for quiet: the oldest 
 # warm-up take about 0.1 core-seconds, which the request would otherwise share its cores with.
 PRESTARTABLE_ZYGOTES = ("heavy",)
 ZYGOTE_DEMAND_SECONDS = 600.0
+# A new sandbox forks warm spares (policy pool.warm_spares) while it waits: as many as the most runs one
+# sandbox of this pool ran for one request among the last RUN_DEMAND_REQUESTS leases, within
+# RUN_DEMAND_SECONDS. An AZR trainer's requests repeat their sizes step after step; a pool that serves
+# single runs asks for one.
+RUN_DEMAND_REQUESTS = 8
+RUN_DEMAND_SECONDS = 600.0
 
 
 class Pool:
@@ -77,6 +83,8 @@ class Pool:
         self._last_activity = -QUIET_SECONDS  # the clock at the last lease or release
         self._maintenance: asyncio.TimerHandle | None = None
         self._zygote_demand: dict[str, float] = {}  # tag -> the clock when a run last needed it
+        # (the clock at release, the runs of that lease) of the latest leases
+        self._run_demand: collections.deque[tuple[float, int]] = collections.deque(maxlen=RUN_DEMAND_REQUESTS)
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -190,11 +198,25 @@ class Pool:
         if tag in PRESTARTABLE_ZYGOTES:
             self._zygote_demand[tag] = self.clock()
 
-    def _configure(self) -> dict[str, Any]:
-        """The configure message for a new sandbox, asking it to prestart the zygotes in recent demand."""
+    def warm_spares(self) -> int:
+        """The warm spares a sandbox started now asks for: the most runs a recent lease ran on one
+        sandbox, within the policy's cap (``SandboxPolicy.warm_spares_cap``)."""
         now = self.clock()
+        recent = [runs for seen, runs in self._run_demand if now - seen < RUN_DEMAND_SECONDS]
+        return min(self.policy.warm_spares_cap, max(recent, default=0))
+
+    def _configure(self) -> dict[str, Any]:
+        """The configure message for a new sandbox, asking it to prestart the zygotes in recent demand
+        and to fork its warm spares."""
+        now = self.clock()
+        extra: dict[str, Any] = {}
         wanted = [tag for tag, seen in self._zygote_demand.items() if now - seen < ZYGOTE_DEMAND_SECONDS]
-        return {**self.configure_message, "prestart": wanted} if wanted else self.configure_message
+        if wanted:
+            extra["prestart"] = wanted
+        spares = self.warm_spares()
+        if spares:
+            extra["spares"] = spares
+        return {**self.configure_message, **extra} if extra else self.configure_message
 
     # -- leasing ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -245,6 +267,7 @@ class Pool:
         while self.warm and len(taken) < wanted:
             sandbox = self.warm.popleft()
             sandbox.state = SandboxState.LEASED
+            sandbox.runs_at_lease = sandbox.runs_served
             self.leased.add(sandbox)
             taken.append(sandbox)
         self._last_activity = self.clock()
@@ -256,6 +279,7 @@ class Pool:
         self.leased.discard(sandbox)
         self._last_activity = self.clock()
         sandbox.requests_served += 1
+        self._run_demand.append((self._last_activity, sandbox.runs_served - sandbox.runs_at_lease))
         if self._reusable(sandbox) and len(self.warm) < max(1, self.policy.pool.warm_containers):
             sandbox.state = SandboxState.WARM
             self.warm.appendleft(sandbox)  # most recently used first: the others stay untouched

@@ -295,6 +295,7 @@ class Service:
                 "warm": len(pool.warm),
                 "starting": pool.starting,
                 "target": pool.policy.pool.warm_containers,
+                "warm_spares": pool.warm_spares(),
                 "ready": pool.ready,
                 "last_error": pool.last_error,
             }

@@ -9,10 +9,12 @@ Every test runs over both channels to the fork-server: the default unix socket a
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import docker
 import httpx
 import pytest
 from api_support import posted_results
@@ -21,6 +23,7 @@ from sandboxd.settings import BUILTIN_POLICIES, Settings
 from sandboxd.testing import running_server
 
 pytestmark = pytest.mark.docker
+INSTANCE_PREFIX = "test-spares-"
 
 TIGHT = """\
 schema_version: 1
@@ -45,7 +48,7 @@ def client(
         shutil.copy(source, policies / source.name)
     (policies / "tight.yaml").write_text(TIGHT)
     settings = Settings(
-        instance=f"test-spares-{uuid.uuid4().hex[:8]}", policies_dir=policies, transport=request.param
+        instance=f"{INSTANCE_PREFIX}{uuid.uuid4().hex[:8]}", policies_dir=policies, transport=request.param
     )
     with running_server(settings) as url, httpx.Client(base_url=url, timeout=120) as http:
         yield http
@@ -83,3 +86,66 @@ def test_the_pids_limit_is_still_enforced_on_model_code(client: httpx.Client) ->
     result = _batch(client, [{"code": code}], "tight")[0]
     assert result["status"] in {"runtime_error", "sandbox_violation"}
     assert "forked" not in str(result["stdout"])
+
+
+def _readiness(client: httpx.Client) -> dict[str, Any]:
+    return dict(client.get("/readyz").json()["pools"]["default"])
+
+
+def _warm_default_process_counts(instance_prefix: str) -> list[int]:
+    """The processes in each running default-policy container of this module's daemon (``docker top``)."""
+    engine = docker.from_env()
+    counts = []
+    try:
+        for box in engine.containers.list(filters={"label": ["sandboxd.policy=default"]}):
+            if not box.labels.get("sandboxd.instance", "").startswith(instance_prefix):
+                continue
+            try:
+                processes = box.top()["Processes"]
+            except docker.errors.APIError:  # gone since the listing (a used one, destroyed)
+                continue
+            counts.append(len(processes or []))  # None while it starts
+    finally:
+        engine.close()
+    return counts
+
+
+def test_new_containers_fork_warm_spares_for_the_runs_of_recent_requests(client: httpx.Client) -> None:
+    """After a request of 40 runs on one container, every new container forks 40 spares while it waits
+    in the pool (pool.warm_spares). The next request's runs go to them: each its own job, stdin and
+    process, and a spare that waited seconds is not charged that wait."""
+    runs = [
+        {"code": f"import os, sys\nprint({i}, sys.stdin.read(), os.getpid())", "stdin": f"in-{i}"}
+        for i in range(40)
+    ]
+    assert [r["status"] for r in _batch(client, runs)] == ["ok"] * 40
+    deadline = time.monotonic() + 120
+    while True:  # the used container is replaced; the new one forks its spares before it is warm
+        state = _readiness(client)
+        counts = _warm_default_process_counts(INSTANCE_PREFIX)
+        if state["warm"] >= state["target"] and state["starting"] == 0 and len(counts) >= state["target"]:
+            break
+        assert time.monotonic() < deadline, (state, counts)
+        time.sleep(0.2)
+    assert state["warm_spares"] == 40
+    # PID 1, its spawner, and the 40 spares (no zygote: nothing here imports numpy); the containers
+    # started before the first request have none, and are used first (oldest first)
+    assert max(counts) >= 42, counts
+    time.sleep(1.5)  # longer than the wall limit below: a spare's wait is not its run's time
+    results = []
+    for _ in range(len(counts)):  # reach a container that forked its spares
+        results = _batch(
+            client,
+            [
+                {
+                    "code": runs[i]["code"] + "\nimport time\ntime.sleep(0.05)",
+                    "stdin": f"in-{i}",
+                    "limits": {"wall_time_seconds": 1.0},
+                }
+                for i in range(40)
+            ],
+        )
+        assert [r["status"] for r in results] == ["ok"] * 40
+    lines = [str(r["stdout"]).split() for r in results]
+    assert [line[:2] for line in lines] == [[str(i), f"in-{i}"] for i in range(40)]
+    assert len({line[2] for line in lines}) == 40  # a fresh process per program

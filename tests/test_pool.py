@@ -11,8 +11,15 @@ import pytest
 from sandboxd.exceptions import PoolExhausted
 from sandboxd.executor import Executor, RunFeed
 from sandboxd.metrics import Metrics
-from sandboxd.policy import SandboxPolicy, load_policies
-from sandboxd.pool import MAX_RETIRING, QUIET_SECONDS, ZYGOTE_DEMAND_SECONDS, Pool
+from sandboxd.policy import RESERVED_PIDS, SandboxPolicy, load_policies
+from sandboxd.pool import (
+    MAX_RETIRING,
+    QUIET_SECONDS,
+    RUN_DEMAND_REQUESTS,
+    RUN_DEMAND_SECONDS,
+    ZYGOTE_DEMAND_SECONDS,
+    Pool,
+)
 from sandboxd.run import RunSpec
 from sandboxd.service import configure_message, sandbox_spec
 from sandboxd.settings import BUILTIN_POLICIES, Settings
@@ -251,6 +258,66 @@ def test_new_sandboxes_prestart_the_zygotes_that_runs_needed_lately() -> None:
         await pool.close()
 
     run(body)
+
+
+def test_new_sandboxes_fork_as_many_warm_spares_as_recent_requests_ran_per_sandbox() -> None:
+    """A sandbox configured after requests of 3, 7 and 2 runs asks for 7 warm spares: the most of the
+    last RUN_DEMAND_REQUESTS leases, within the policy's cap; none before any request, none once
+    RUN_DEMAND_SECONDS have passed. A batch over two sandboxes counts each sandbox's runs."""
+
+    def spares(backend: FakeBackend) -> list[int | None]:
+        return [m.get("spares") for m in backend.received if m["op"] == "configure"]
+
+    async def body() -> None:
+        now = [1000.0]
+        backend = FakeBackend()
+        pool = make_pool(backend, fan_out=2, runs_per_container=4, warm_containers=2, warm_spares=6)
+        pool.clock = lambda: now[0]
+        executor = Executor({"default": pool})
+
+        async def batch(count: int) -> None:
+            results = await executor.run_batch("default", specs(count))
+            assert {result.status for result in results} == {Status.OK}
+            now[0] += 2 * QUIET_SECONDS  # (twice: the clock's sums round)
+            await settle(lambda: len(pool.warm) == 2 and pool.starting == 0)
+
+        await pool.start()
+        await settle(lambda: len(pool.warm) == 2)
+        assert pool.warm_spares() == 0
+        await batch(3)  # one sandbox ran 3
+        assert pool.warm_spares() == 3
+        assert spares(backend)[-1] == 3
+        await batch(7)  # two sandboxes: 4 and 3 runs between them
+        assert pool.warm_spares() == 4
+        await batch(40)  # 20 runs on each: the cap
+        assert pool.warm_spares() == 6
+        assert spares(backend)[-1] == 6
+        for _ in range(RUN_DEMAND_REQUESTS):
+            await batch(1)
+        assert pool.warm_spares() == 1  # the big batch has left the window of the last leases
+        now[0] += RUN_DEMAND_SECONDS
+        assert pool.warm_spares() == 0
+        await batch(1)
+        assert spares(backend)[:2] == [None, None]  # the first sandboxes knew no demand
+        await pool.close()
+
+    run(body)
+
+
+def test_the_warm_spares_keep_the_pids_the_container_needs_for_the_rest() -> None:
+    """The cap is pool.warm_spares within container.pids_limit - RESERVED_PIDS, and a container's memory
+    must hold them beside its children at the memory cap."""
+    base = load_policies(BUILTIN_POLICIES)["default"]
+    assert base.warm_spares_cap == 384  # the default policy: 408 pids
+    tight = base.model_copy(update={"container": base.container.model_copy(update={"pids_limit": 30})})
+    assert tight.warm_spares_cap == 30 - RESERVED_PIDS
+    few = base.model_copy(update={"container": base.container.model_copy(update={"pids_limit": 8})})
+    assert few.warm_spares_cap == 0
+    data = base.model_dump()
+    data["pool"]["warm_spares"] = 4096
+    data["container"]["pids_limit"] = 4096
+    with pytest.raises(ValueError, match="warm spares"):
+        SandboxPolicy.model_validate(data)
 
 
 def test_stages_share_their_sandboxes_and_run_one_after_another() -> None:

@@ -50,6 +50,7 @@ _REAP_POLL_SECONDS = 0.005
 _PR_SET_DUMPABLE = 4
 _ZYGOTE_FD = 4  # fds 0-3 are taken (see _own_protocol_fds)
 _BURST = 4  # spares forked back to back at most (they count against the container's pids limit)
+_WARM_BURST = 64  # warm spares asked of the spawner at a time (each answer carries four fds)
 _FDS_SPACE = socket.CMSG_SPACE(2 * 4)  # the job and stdin memfds
 _MARSHAL_VERSION = 4  # a Python spare's control message (ours alone: the same interpreter reads it)
 _CONTROL_BYTES = 1 << 16  # a run's header; the job and stdin travel as memfds
@@ -254,6 +255,7 @@ class ForkServer:
             for tag in message.get("prestart", [])
             if self.zygotes is not None and self.zygotes.prestart(str(tag))
         ]
+        warm = self.warm_spares(message.get("spares", 0))
         self.send(
             {
                 "op": "configured",
@@ -265,8 +267,20 @@ class ForkServer:
                 "spares": "native" if self.native is not None else "python",
                 "spawner": self.spawner is not None,
                 "scheduling": scheduling,
+                "warm_spares": warm,
             }
         )
+
+    def warm_spares(self, wanted: object) -> int:
+        """Fork ``wanted`` spares now, while the container waits in the pool: runs that find one skip
+        their fork (docs/design.md, "Warm spares"). Fewer if the pids limit says so; how many there are."""
+        if type(wanted) is int and wanted > 0:
+            with contextlib.suppress(OSError):  # out of pids with nothing running: the runs fork their own
+                while len(self.spares) < wanted and self.fork_spares(
+                    min(_WARM_BURST, wanted - len(self.spares))
+                ):
+                    pass
+        return len(self.spares)
 
     # -- runs -------------------------------------------------------------------------------
     def stage(self, request: dict[str, Any], body: memoryview) -> None:
