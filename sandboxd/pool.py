@@ -42,12 +42,10 @@ MAX_RETIRING = 8  # more used sandboxes than this waiting for quiet: the oldest 
 # warm-up take about 0.1 core-seconds, which the request would otherwise share its cores with.
 PRESTARTABLE_ZYGOTES = ("heavy",)
 ZYGOTE_DEMAND_SECONDS = 600.0
-# A new sandbox forks warm spares (policy pool.warm_spares) while it waits: as many as the most runs one
-# sandbox of this pool ran for one request among the last RUN_DEMAND_REQUESTS leases, within
-# RUN_DEMAND_SECONDS. An AZR trainer's requests repeat their sizes step after step; a pool that serves
-# single runs asks for one.
-RUN_DEMAND_REQUESTS = 8
-RUN_DEMAND_SECONDS = 600.0
+# Warm spares (policy pool.warm_spares): a sandbox that replaces one used by a request forks as many spares
+# as that one ran, within the policy's cap, and a request leases the warm sandboxes whose spares best fit its
+# runs per sandbox. A trainer's requests repeat their sizes step after step (an AZR step: validate 192 runs,
+# check 343), so each finds a sandbox with the spares it needs, and few spares are forked for nothing.
 
 
 class Pool:
@@ -83,8 +81,8 @@ class Pool:
         self._last_activity = -QUIET_SECONDS  # the clock at the last lease or release
         self._maintenance: asyncio.TimerHandle | None = None
         self._zygote_demand: dict[str, float] = {}  # tag -> the clock when a run last needed it
-        # (the clock at release, the runs of that lease) of the latest leases
-        self._run_demand: collections.deque[tuple[float, int]] = collections.deque(maxlen=RUN_DEMAND_REQUESTS)
+        # the spares the next sandboxes to start fork: one per used sandbox retired, what it ran
+        self._spare_demand: collections.deque[int] = collections.deque(maxlen=MAX_RETIRING + 256)
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -158,7 +156,11 @@ class Pool:
                 handle = await self.backend.create(self.spec)
             sandbox = Sandbox(handle, self.name)
             sandbox.on_death = self._on_death
-            await sandbox.configure(self._configure(), self.policy.container.start_timeout_seconds)
+            configured = await sandbox.configure(
+                self._configure(), self.policy.container.start_timeout_seconds
+            )
+            forked = configured.get("warm_spares", 0)
+            sandbox.spares = forked if type(forked) is int and forked > 0 else 0
         except asyncio.CancelledError:  # the pool is closing: never strand a started container or its socket
             if sandbox is not None:
                 with contextlib.suppress(Exception):
@@ -198,13 +200,6 @@ class Pool:
         if tag in PRESTARTABLE_ZYGOTES:
             self._zygote_demand[tag] = self.clock()
 
-    def warm_spares(self) -> int:
-        """The warm spares a sandbox started now asks for: the most runs a recent lease ran on one
-        sandbox, within the policy's cap (``SandboxPolicy.warm_spares_cap``)."""
-        now = self.clock()
-        recent = [runs for seen, runs in self._run_demand if now - seen < RUN_DEMAND_SECONDS]
-        return min(self.policy.warm_spares_cap, max(recent, default=0))
-
     def _configure(self) -> dict[str, Any]:
         """The configure message for a new sandbox, asking it to prestart the zygotes in recent demand
         and to fork its warm spares."""
@@ -213,7 +208,7 @@ class Pool:
         wanted = [tag for tag, seen in self._zygote_demand.items() if now - seen < ZYGOTE_DEMAND_SECONDS]
         if wanted:
             extra["prestart"] = wanted
-        spares = self.warm_spares()
+        spares = self._spare_demand.popleft() if self._spare_demand else 0
         if spares:
             extra["spares"] = spares
         return {**self.configure_message, **extra} if extra else self.configure_message
@@ -237,8 +232,11 @@ class Pool:
         if self.outage is not None:
             raise BackendUnavailable(f"isolation unavailable: {self.outage}")
 
-    async def lease(self, wanted: int) -> list[Sandbox]:
-        """Wait for at least one warm sandbox, then take up to ``wanted`` of those warm now."""
+    async def lease(self, wanted: int, runs_each: int = 0) -> list[Sandbox]:
+        """Wait for at least one warm sandbox, then take up to ``wanted`` of those warm now.
+
+        ``runs_each``, the runs the request will give each sandbox, picks those whose warm spares fit it
+        best (:meth:`_best_fit`); 0 takes them in order."""
         self._check_open()
         if not self.warm and self.waiters >= self.policy.pool.max_waiting_requests:
             # Bounded admission queue: refuse at once rather than pile up memory and latency.
@@ -265,7 +263,8 @@ class Pool:
             self.waiters -= 1
         taken: list[Sandbox] = []
         while self.warm and len(taken) < wanted:
-            sandbox = self.warm.popleft()
+            sandbox = self._best_fit(runs_each)
+            self.warm.remove(sandbox)
             sandbox.state = SandboxState.LEASED
             sandbox.runs_at_lease = sandbox.runs_served
             self.leased.add(sandbox)
@@ -274,12 +273,22 @@ class Pool:
         self._refill()
         return taken
 
+    def _best_fit(self, runs: int) -> Sandbox:
+        """The warm sandbox with the fewest spares that cover ``runs``, else the one with the most; the
+        first in order among equals (and the first of all when ``runs`` is 0 or no sandbox has spares)."""
+        first = self.warm[0]
+        if runs <= 0 or not any(box.spares for box in self.warm):
+            return first
+        covering = [box for box in self.warm if box.spares >= runs]
+        if covering:
+            return min(covering, key=lambda box: box.spares)
+        return max(self.warm, key=lambda box: box.spares)
+
     def release(self, sandbox: Sandbox) -> None:
         """Return a sandbox after a request: keep it warm if the policy allows, else retire it."""
         self.leased.discard(sandbox)
         self._last_activity = self.clock()
         sandbox.requests_served += 1
-        self._run_demand.append((self._last_activity, sandbox.runs_served - sandbox.runs_at_lease))
         if self._reusable(sandbox) and len(self.warm) < max(1, self.policy.pool.warm_containers):
             sandbox.state = SandboxState.WARM
             self.warm.appendleft(sandbox)  # most recently used first: the others stay untouched
@@ -287,6 +296,9 @@ class Pool:
         else:
             sandbox.state = SandboxState.RETIRING
             self.retiring[sandbox] = None
+            ran = sandbox.runs_served - sandbox.runs_at_lease
+            if ran > 0 and self.policy.warm_spares_cap > 0:  # its replacement forks as many spares
+                self._spare_demand.append(min(ran, self.policy.warm_spares_cap))
             while len(self.retiring) > MAX_RETIRING:
                 self._destroy_oldest_retired()
             self._maintain_later()

@@ -62,6 +62,7 @@ class Sandbox:
         self.requests_served = 0
         self.runs_served = 0
         self.runs_at_lease = 0  # runs_served when the pool last leased it (its runs per request: pool.py)
+        self.spares = 0  # warm spares its fork-server forked at configure (pool.py)
         self._reader = MessageReader()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

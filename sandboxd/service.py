@@ -295,7 +295,7 @@ class Service:
                 "warm": len(pool.warm),
                 "starting": pool.starting,
                 "target": pool.policy.pool.warm_containers,
-                "warm_spares": pool.warm_spares(),
+                "warm_spares": [box.spares for box in pool.warm],
                 "ready": pool.ready,
                 "last_error": pool.last_error,
             }

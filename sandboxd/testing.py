@@ -154,7 +154,10 @@ class FakeHandle:
                 }
             self.backend.received.append(message)
             if message["op"] == "configure":
-                configured = encode_message({"op": "configured", "pid": 1, "preload_failed": []})
+                spares = message.get("spares", 0)  # as the fork-server answers: how many it forked
+                configured = encode_message(
+                    {"op": "configured", "pid": 1, "preload_failed": [], "warm_spares": spares}
+                )
                 self._outbox.put_nowait((None, configured))
             elif message["op"] == "run":
                 self.backend.log.append(("run", str(message["id"])))

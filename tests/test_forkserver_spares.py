@@ -8,10 +8,12 @@ Every test runs over both channels to the fork-server: the default unix socket a
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -92,28 +94,36 @@ def _readiness(client: httpx.Client) -> dict[str, Any]:
     return dict(client.get("/readyz").json()["pools"]["default"])
 
 
-def _warm_default_process_counts(instance_prefix: str) -> list[int]:
-    """The processes in each running default-policy container of this module's daemon (``docker top``)."""
+def _default_container_pids(instance_prefix: str) -> dict[str, set[int]]:
+    """For each running default-policy container of this module's daemon (by its 12-character id), the
+    pids of its processes in its own pid namespace (``docker top``, then each one's ``NSpid``)."""
     engine = docker.from_env()
-    counts = []
+    found: dict[str, set[int]] = {}
     try:
         for box in engine.containers.list(filters={"label": ["sandboxd.policy=default"]}):
             if not box.labels.get("sandboxd.instance", "").startswith(instance_prefix):
                 continue
             try:
-                processes = box.top()["Processes"]
+                top = box.top()
             except docker.errors.APIError:  # gone since the listing (a used one, destroyed)
                 continue
-            counts.append(len(processes or []))  # None while it starts
+            column = top["Titles"].index("PID")
+            pids = set()
+            for row in top["Processes"] or []:  # None while it starts
+                with contextlib.suppress(OSError):
+                    status = Path(f"/proc/{row[column]}/status").read_text()
+                    pids.add(int(status.split("NSpid:")[1].split("\n")[0].split()[-1]))
+            found[box.id[:12]] = pids
     finally:
         engine.close()
-    return counts
+    return found
 
 
-def test_new_containers_fork_warm_spares_for_the_runs_of_recent_requests(client: httpx.Client) -> None:
-    """After a request of 40 runs on one container, every new container forks 40 spares while it waits
-    in the pool (pool.warm_spares). The next request's runs go to them: each its own job, stdin and
-    process, and a spare that waited seconds is not charged that wait."""
+def test_a_replacement_forks_warm_spares_and_the_next_request_runs_in_them(client: httpx.Client) -> None:
+    """A container used by a request of 40 runs is replaced by one that forks 40 spares while it waits in
+    the pool (pool.warm_spares). The next request of 40 leases it (the best fit) and its runs go to those
+    spares: each its own job, stdin and process, none forked during the request (their pids are the
+    first of the container's pid namespace), and a spare that waited seconds is not charged that wait."""
     runs = [
         {"code": f"import os, sys\nprint({i}, sys.stdin.read(), os.getpid())", "stdin": f"in-{i}"}
         for i in range(40)
@@ -122,30 +132,22 @@ def test_new_containers_fork_warm_spares_for_the_runs_of_recent_requests(client:
     deadline = time.monotonic() + 120
     while True:  # the used container is replaced; the new one forks its spares before it is warm
         state = _readiness(client)
-        counts = _warm_default_process_counts(INSTANCE_PREFIX)
-        if state["warm"] >= state["target"] and state["starting"] == 0 and len(counts) >= state["target"]:
+        before = _default_container_pids(INSTANCE_PREFIX)
+        if state["warm"] >= state["target"] and state["starting"] == 0 and len(before) >= state["target"]:
             break
-        assert time.monotonic() < deadline, (state, counts)
+        assert time.monotonic() < deadline, (state, before)
         time.sleep(0.2)
-    assert state["warm_spares"] == 40
-    # PID 1, its spawner, and the 40 spares (no zygote: nothing here imports numpy); the containers
-    # started before the first request have none, and are used first (oldest first)
-    assert max(counts) >= 42, counts
+    assert 40 in state["warm_spares"], state
     time.sleep(1.5)  # longer than the wall limit below: a spare's wait is not its run's time
-    results = []
-    for _ in range(len(counts)):  # reach a container that forked its spares
-        results = _batch(
-            client,
-            [
-                {
-                    "code": runs[i]["code"] + "\nimport time\ntime.sleep(0.05)",
-                    "stdin": f"in-{i}",
-                    "limits": {"wall_time_seconds": 1.0},
-                }
-                for i in range(40)
-            ],
-        )
-        assert [r["status"] for r in results] == ["ok"] * 40
+    timed = [{**run, "limits": {"wall_time_seconds": 1.0}} for run in runs]
+    results = _batch(client, timed)
+    assert [r["status"] for r in results] == ["ok"] * 40
     lines = [str(r["stdout"]).split() for r in results]
     assert [line[:2] for line in lines] == [[str(i), f"in-{i}"] for i in range(40)]
-    assert len({line[2] for line in lines}) == 40  # a fresh process per program
+    pids = {int(line[2]) for line in lines}
+    assert len(pids) == 40  # a fresh process per program
+    [box] = {str(r["sandbox_id"]) for r in results}
+    # PID 1, its spawner and the 40 spares were there before the request (nothing here starts a
+    # zygote), and every run was one of those spares: none was forked for the request
+    assert len(before[box]) >= 42, before
+    assert pids <= before[box], (sorted(pids), sorted(before[box]))

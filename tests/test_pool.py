@@ -15,8 +15,6 @@ from sandboxd.policy import RESERVED_PIDS, SandboxPolicy, load_policies
 from sandboxd.pool import (
     MAX_RETIRING,
     QUIET_SECONDS,
-    RUN_DEMAND_REQUESTS,
-    RUN_DEMAND_SECONDS,
     ZYGOTE_DEMAND_SECONDS,
     Pool,
 )
@@ -260,10 +258,10 @@ def test_new_sandboxes_prestart_the_zygotes_that_runs_needed_lately() -> None:
     run(body)
 
 
-def test_new_sandboxes_fork_as_many_warm_spares_as_recent_requests_ran_per_sandbox() -> None:
-    """A sandbox configured after requests of 3, 7 and 2 runs asks for 7 warm spares: the most of the
-    last RUN_DEMAND_REQUESTS leases, within the policy's cap; none before any request, none once
-    RUN_DEMAND_SECONDS have passed. A batch over two sandboxes counts each sandbox's runs."""
+def test_a_replacement_forks_the_spares_its_predecessor_ran_and_leases_take_the_best_fit() -> None:
+    """A sandbox retired after a request of n runs is replaced by one that forks min(n, cap) warm spares
+    (none before any request), and a request leases the warm sandboxes whose spares fit its runs per
+    sandbox best: the fewest that cover them, else the most."""
 
     def spares(backend: FakeBackend) -> list[int | None]:
         return [m.get("spares") for m in backend.received if m["op"] == "configure"]
@@ -271,34 +269,35 @@ def test_new_sandboxes_fork_as_many_warm_spares_as_recent_requests_ran_per_sandb
     async def body() -> None:
         now = [1000.0]
         backend = FakeBackend()
-        pool = make_pool(backend, fan_out=2, runs_per_container=4, warm_containers=2, warm_spares=6)
+        pool = make_pool(backend, fan_out=2, runs_per_container=8, warm_containers=3, warm_spares=6)
         pool.clock = lambda: now[0]
         executor = Executor({"default": pool})
 
-        async def batch(count: int) -> None:
+        async def batch(count: int) -> set[str]:
             results = await executor.run_batch("default", specs(count))
             assert {result.status for result in results} == {Status.OK}
             now[0] += 2 * QUIET_SECONDS  # (twice: the clock's sums round)
-            await settle(lambda: len(pool.warm) == 2 and pool.starting == 0)
+            await settle(lambda: len(pool.warm) == 3 and pool.starting == 0)
+            return {str(result.sandbox_id) for result in results}
+
+        def warm() -> list[int]:
+            return sorted(box.spares for box in pool.warm)
 
         await pool.start()
-        await settle(lambda: len(pool.warm) == 2)
-        assert pool.warm_spares() == 0
+        await settle(lambda: len(pool.warm) == 3)
+        assert warm() == [0, 0, 0]
         await batch(3)  # one sandbox ran 3
-        assert pool.warm_spares() == 3
-        assert spares(backend)[-1] == 3
-        await batch(7)  # two sandboxes: 4 and 3 runs between them
-        assert pool.warm_spares() == 4
-        await batch(40)  # 20 runs on each: the cap
-        assert pool.warm_spares() == 6
-        assert spares(backend)[-1] == 6
-        for _ in range(RUN_DEMAND_REQUESTS):
-            await batch(1)
-        assert pool.warm_spares() == 1  # the big batch has left the window of the last leases
-        now[0] += RUN_DEMAND_SECONDS
-        assert pool.warm_spares() == 0
-        await batch(1)
-        assert spares(backend)[:2] == [None, None]  # the first sandboxes knew no demand
+        assert warm() == [0, 0, 3]
+        await batch(5)  # the one with spares is the only one that can cover 5: ran 5, replaced by 5
+        assert warm() == [0, 0, 5]
+        await batch(12)  # two sandboxes, 6 runs each: the one with 5 spares and one with none
+        assert warm() == [0, 6, 6]
+        await batch(2)  # the fewest spares that cover 2: none has 2, so one of the two with 6
+        assert warm() == [0, 2, 6]
+        await batch(40)  # 20 runs each: the cap, and the two with the most go first
+        assert warm() == [0, 6, 6]
+        assert spares(backend)[:3] == [None, None, None]
+        assert spares(backend)[3:] == [3, 5, 6, 6, 2, 6, 6]
         await pool.close()
 
     run(body)
