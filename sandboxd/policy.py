@@ -22,8 +22,8 @@ MiB = 1024 * 1024
 # spawners, the spares of a burst and the running children (the default policy's whole limit before warm
 # spares). The pool never asks for more warm spares than the rest of ``container.pids_limit``.
 RESERVED_PIDS = 24
-# A waiting spare's memory, as the container's cgroup counts it: its page tables, kernel stack and the few
-# pages it writes before it waits (measured about 150-200 KiB under the default policy: docs/design.md).
+# A waiting spare's memory, as the container's cgroup counts it: its page tables, kernel stack and the pages
+# it writes before it waits (measured about 230 KB under the default policy: docs/design.md, "Warm spares").
 SPARE_BYTES = 256 * 1024
 PolicyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 
@@ -63,10 +63,11 @@ class PoolOptions(_Frozen):
     max_parallel_runs: int = Field(1, ge=1, le=64)  # forked children running at once per container
     admission_timeout_seconds: float = Field(30.0, gt=0)  # wait this long for a free container
     max_waiting_requests: int = Field(64, ge=0)  # more waiting requests than this: 503 at once (backpressure)
-    # Children a new container forks while it waits in the pool, so that as many runs of its request skip
-    # their fork (runner/forkserver.py). The pool asks for as many as its recent requests ran on one
-    # container, at most this many (and at most container.pids_limit - RESERVED_PIDS): docs/design.md,
-    # "Warm spares". 0: children are forked only as runs come, a few ahead.
+    # Children a container forks while it waits in the pool, so that as many runs of its request skip their
+    # fork (runner/forkserver.py). A container that replaces a used one forks as many as that one ran, at
+    # most this many (and at most container.pids_limit - RESERVED_PIDS), and a request leases the warm
+    # containers whose spares fit it best: docs/design.md, "Warm spares". 0: children are forked only as
+    # runs come, a few ahead.
     warm_spares: int = Field(0, ge=0, le=4096)
 
 

@@ -44,8 +44,9 @@ PRESTARTABLE_ZYGOTES = ("heavy",)
 ZYGOTE_DEMAND_SECONDS = 600.0
 # Warm spares (policy pool.warm_spares): a sandbox that replaces one used by a request forks as many spares
 # as that one ran, within the policy's cap, and a request leases the warm sandboxes whose spares best fit its
-# runs per sandbox. A trainer's requests repeat their sizes step after step (an AZR step: validate 192 runs,
-# check 343), so each finds a sandbox with the spares it needs, and few spares are forked for nothing.
+# runs per sandbox. A trainer's requests repeat their sizes step after step (an AZR step: validate 192 runs
+# on one sandbox, check about 170 on each of two), so each finds a sandbox with the spares it needs, and
+# few spares are forked for nothing.
 
 
 class Pool:
@@ -81,8 +82,11 @@ class Pool:
         self._last_activity = -QUIET_SECONDS  # the clock at the last lease or release
         self._maintenance: asyncio.TimerHandle | None = None
         self._zygote_demand: dict[str, float] = {}  # tag -> the clock when a run last needed it
-        # the spares the next sandboxes to start fork: one per used sandbox retired, what it ran
-        self._spare_demand: collections.deque[int] = collections.deque(maxlen=MAX_RETIRING + 256)
+        # What the latest retired sandboxes ran, newest last: a start takes the newest. A start while the pool is
+        # busy may come before the retirement it replaces, so some are never taken: the oldest fall off.
+        self._spare_demand: collections.deque[int] = collections.deque(
+            maxlen=max(1, policy.pool.warm_containers)
+        )
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -208,7 +212,7 @@ class Pool:
         wanted = [tag for tag, seen in self._zygote_demand.items() if now - seen < ZYGOTE_DEMAND_SECONDS]
         if wanted:
             extra["prestart"] = wanted
-        spares = self._spare_demand.popleft() if self._spare_demand else 0
+        spares = self._spare_demand.pop() if self._spare_demand else 0
         if spares:
             extra["spares"] = spares
         return {**self.configure_message, **extra} if extra else self.configure_message

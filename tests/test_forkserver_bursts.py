@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from forkserver_support import REPO, LocalForkServer
+
+from sandboxd.runner.zygote import seed_configuration
 
 
 @pytest.fixture
@@ -116,3 +119,57 @@ def test_configure_prestarts_only_the_heavy_zygote(tmp_path: Path, prestart: lis
         assert local.ping()["zygotes"] == ["heavy"]  # started on first use when not prestarted
     finally:
         local.close()
+
+
+def test_configure_forks_the_warm_spares_asked_for_and_each_runs_one_program(tmp_path: Path) -> None:
+    """``spares: 12`` at configure: twelve children wait before any run, ``configured`` says so, and the
+    runs use them up one each (the thirteenth run forks its own)."""
+    local = LocalForkServer(tmp_path, spares=12)
+    try:
+        assert local.configured["warm_spares"] == 12
+        assert local.ping()["spares"] == 12
+        pids = []
+        for index in range(13):
+            result = local.run(f"import os\nprint({index}, os.getpid())")
+            assert result["exit_code"] == 0, result
+            number, pid = result["stdout"].decode().split()
+            assert number == str(index)
+            pids.append(int(pid))
+            assert local.ping()["spares"] == max(0, 11 - index)
+        assert len(set(pids)) == 13  # a fresh process per program
+    finally:
+        local.close()
+
+
+def test_warm_spares_leave_open_files_for_the_runs(tmp_path: Path) -> None:
+    """Each spare holds four fds in the fork-server: under an open-files limit of 300 it forks only
+    (300 - 256) // 4 = 11 of the 40 asked for, and runs still stage (memfds) and capture (pipes)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (300, hard))  # the fork-server inherits it
+    try:
+        local = LocalForkServer(tmp_path, spares=40)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert local.configured["warm_spares"] == 11
+        for index in range(15):
+            result = local.run(f"print({index})")
+            assert (result["exit_code"], result["stdout"]) == (0, f"{index}\n".encode())
+    finally:
+        local.close()
+
+
+def test_a_seed_zygote_is_configured_without_pid_1s_warm_spares() -> None:
+    """A seed zygote gets PID 1's configuration with the heavy modules preloaded and the compiled filter,
+    but not its warm spares or prestarted zygotes (it would fork hundreds for a few runs)."""
+    configuration = {"op": "configure", "preload": ["json"], "heavy_modules": ["numpy"], "max_parallel": 4}
+    configuration |= {"spares": 190, "prestart": ["heavy"]}
+    seeded = seed_configuration(configuration, ["numpy"], b"\x01\x02")
+    assert seeded == {
+        "op": "configure",
+        "preload": ["json", "numpy"],
+        "heavy_modules": [],
+        "max_parallel": 4,
+        "bpf": "AQI=",
+    }
+    assert configuration["spares"] == 190  # PID 1's own is unchanged

@@ -51,6 +51,8 @@ _PR_SET_DUMPABLE = 4
 _ZYGOTE_FD = 4  # fds 0-3 are taken (see _own_protocol_fds)
 _BURST = 4  # spares forked back to back at most (they count against the container's pids limit)
 _WARM_BURST = 64  # warm spares asked of the spawner at a time (each answer carries four fds)
+_SPARE_FDS = 4  # a spare's ends in the fork-server: its control socket, stdout, stderr and frame pipes
+_RUN_FDS = 256  # fds kept free beside the warm spares, for the runs' memfds and pipes, zygotes, the inbox
 _FDS_SPACE = socket.CMSG_SPACE(2 * 4)  # the job and stdin memfds
 _MARSHAL_VERSION = 4  # a Python spare's control message (ours alone: the same interpreter reads it)
 _CONTROL_BYTES = 1 << 16  # a run's header; the job and stdin travel as memfds
@@ -273,8 +275,11 @@ class ForkServer:
 
     def warm_spares(self, wanted: object) -> int:
         """Fork ``wanted`` spares now, while the container waits in the pool: runs that find one skip
-        their fork (docs/design.md, "Warm spares"). Fewer if the pids limit says so; how many there are."""
+        their fork (docs/design.md, "Warm spares"). Fewer if the pids limit, or the open-files limit
+        (four fds each, and room for the runs), says so; how many there are."""
         if type(wanted) is int and wanted > 0:
+            room = (resource.getrlimit(resource.RLIMIT_NOFILE)[0] - _RUN_FDS) // _SPARE_FDS
+            wanted = min(wanted, max(0, room))
             with contextlib.suppress(OSError):  # out of pids with nothing running: the runs fork their own
                 while len(self.spares) < wanted and self.fork_spares(
                     min(_WARM_BURST, wanted - len(self.spares))

@@ -36,6 +36,21 @@ ZYGOTE_FD = 4  # fds 0-3 are taken (see forkserver._own_protocol_fds)
 _MAX_ZYGOTES = 8
 
 
+def seed_configuration(configuration: dict[str, Any], heavy_modules: list[str], bpf: bytes) -> dict[str, Any]:
+    """The configure message of a seed zygote: PID 1's, with the heavy modules preloaded too and PID 1's
+    compiled seccomp program. Not PID 1's warm spares or prestarted zygotes: a seed zygote serves the few
+    runs of one hash seed, and forks their children as they come."""
+    configure = {
+        **configuration,
+        "preload": [*configuration.get("preload", []), *heavy_modules],
+        "heavy_modules": [],
+        "bpf": base64.b64encode(bpf).decode("ascii"),
+    }
+    configure.pop("spares", None)
+    configure.pop("prestart", None)
+    return configure
+
+
 class Zygote:
     """A zygote's process, socket and inbox, and the runs it holds. (A plain class: see child.ChildFds.)"""
 
@@ -130,9 +145,9 @@ class Zygotes:
         self.tag_of_pid[pid] = tag
         if seed is not None:  # a fresh interpreter: configure it like PID 1, with the heavy modules too
             assert server.prep is not None
-            preload = [*server.configuration.get("preload", []), *server.heavy_modules]
-            bpf = base64.b64encode(server.prep.loader.program).decode("ascii")
-            configure = {**server.configuration, "preload": preload, "heavy_modules": [], "bpf": bpf}
+            configure = seed_configuration(
+                server.configuration, server.heavy_modules, server.prep.loader.program
+            )
             write_all(zygote.fd, [encode_message(configure)])
         return zygote
 
