@@ -19,17 +19,27 @@ from sandboxd.settings import BUILTIN_POLICIES
 from sandboxd.testing import ProtocolPipe
 
 REPO = Path(__file__).resolve().parent.parent
+_WITH_NOFILE = (
+    "import os, resource, sys; limit = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1])); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 
 class LocalForkServer(ProtocolPipe):
     """Configured like a pool configures one; ``native`` is its SANDBOXD_NATIVE_SPARES, if given."""
 
-    def __init__(self, scratch: Path, native: str | None = None, **configure_extra: Any) -> None:
+    def __init__(
+        self, scratch: Path, native: str | None = None, nofile: int | None = None, **configure_extra: Any
+    ) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"}
         env.pop("SANDBOXD_CHANNEL", None)
         if native is not None:
             env["SANDBOXD_NATIVE_SPARES"] = native
-        super().__init__([sys.executable, "-m", "sandboxd.runner"], env)
+        command = [sys.executable, "-m", "sandboxd.runner"]
+        if nofile is not None:  # the fork-server's own open-files limit, set just before it starts
+            command = [sys.executable, "-c", _WITH_NOFILE, str(nofile), *command]
+        super().__init__(command, env)
         self.policy = load_policies(BUILTIN_POLICIES)["default"]
         assert self.next().header["op"] == "hello"
         configure = {

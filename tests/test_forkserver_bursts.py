@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import textwrap
@@ -144,12 +143,7 @@ def test_configure_forks_the_warm_spares_asked_for_and_each_runs_one_program(tmp
 def test_warm_spares_leave_open_files_for_the_runs(tmp_path: Path) -> None:
     """Each spare holds four fds in the fork-server: under an open-files limit of 300 it forks only
     (300 - 256) // 4 = 11 of the 40 asked for, and runs still stage (memfds) and capture (pipes)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (300, hard))  # the fork-server inherits it
-    try:
-        local = LocalForkServer(tmp_path, spares=40)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    local = LocalForkServer(tmp_path, nofile=300, spares=40)
     try:
         assert local.configured["warm_spares"] == 11
         for index in range(15):
