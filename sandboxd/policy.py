@@ -25,6 +25,7 @@ RESERVED_PIDS = 24
 # A waiting spare's memory, as the container's cgroup counts it: its page tables, kernel stack and the pages
 # it writes before it waits (measured about 230 KB under the default policy: docs/design.md, "Warm spares").
 SPARE_BYTES = 256 * 1024
+PAGE_BYTES = 4096  # each of pool.spare_pages, in each warm spare
 PolicyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 
 
@@ -65,10 +66,14 @@ class PoolOptions(_Frozen):
     max_waiting_requests: int = Field(64, ge=0)  # more waiting requests than this: 503 at once (backpressure)
     # Children a container forks while it waits in the pool, so that as many runs of its request skip their
     # fork (runner/forkserver.py). A container that replaces a used one forks as many as that one ran, at
-    # most this many (and at most container.pids_limit - RESERVED_PIDS), and a request leases the warm
-    # containers whose spares fit it best: docs/design.md, "Warm spares". 0: children are forked only as
-    # runs come, a few ahead.
+    # most this many (and at most what the pids limit and the memory beyond the children allow:
+    # SandboxPolicy.warm_spares_cap), and a request leases the warm containers whose spares fit it best:
+    # docs/design.md, "Warm spares". 0: children are forked only as runs come, a few ahead.
     warm_spares: int = Field(0, ge=0, le=4096)
+    # Pages of the fork-server's image that each warm spare writes to itself while it waits, at most this
+    # many: those a probe run wrote (runner/forkserver.py), so that the spare's run takes no copy-on-write
+    # fault on them. Each costs the spare 4 KiB while it waits. 0: none (docs/design.md, "Warm spares").
+    spare_pages: int = Field(0, ge=0, le=4096)
 
 
 class BatchOptions(_Frozen):
@@ -162,22 +167,26 @@ class SandboxPolicy(_Frozen):
         exceeded = self.limits.exceeding(self.caps)
         if exceeded:
             raise ValueError(f"default limits exceed caps: {', '.join(exceeded)}")
-        needed = self.pool.max_parallel_runs * self.caps.memory_bytes + 64 * MiB
-        spares = self.warm_spares_cap * SPARE_BYTES
-        if self.container.memory_bytes < needed + spares:
-            held = f" and {self.warm_spares_cap} warm spares" if spares else ""
+        needed = self._children_bytes
+        if self.container.memory_bytes < needed:
             raise ValueError(
                 f"container.memory_bytes={self.container.memory_bytes} cannot hold "
-                f"{self.pool.max_parallel_runs} children at caps.memory_bytes plus the fork-server{held} "
-                f"({needed + spares})"
+                f"{self.pool.max_parallel_runs} children at caps.memory_bytes plus the fork-server ({needed})"
             )
         return self
 
     @property
+    def _children_bytes(self) -> int:
+        return self.pool.max_parallel_runs * self.caps.memory_bytes + 64 * MiB
+
+    @property
     def warm_spares_cap(self) -> int:
         """The most warm spares the pool asks a container for: ``pool.warm_spares``, within the pids
-        the container has beyond :data:`RESERVED_PIDS`."""
-        return max(0, min(self.pool.warm_spares, self.container.pids_limit - RESERVED_PIDS))
+        the container has beyond :data:`RESERVED_PIDS`, and within the memory it has beyond its children
+        at the memory cap and the fork-server (:data:`SPARE_BYTES` and ``pool.spare_pages`` each)."""
+        each = SPARE_BYTES + self.pool.spare_pages * PAGE_BYTES
+        room = (self.container.memory_bytes - self._children_bytes) // each
+        return max(0, min(self.pool.warm_spares, self.container.pids_limit - RESERVED_PIDS, room))
 
     @property
     def reuses_containers(self) -> bool:

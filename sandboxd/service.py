@@ -92,6 +92,7 @@ def configure_message(policy: SandboxPolicy) -> dict[str, Any]:
         "max_parallel": policy.pool.max_parallel_runs,
         "scratch_root": "/scratch",
         "scheduling": policy.container.scheduling,
+        "spare_pages": policy.pool.spare_pages if policy.warm_spares_cap else 0,
     }
 
 

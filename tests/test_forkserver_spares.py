@@ -90,15 +90,22 @@ def test_the_pids_limit_is_still_enforced_on_model_code(client: httpx.Client) ->
     assert "forked" not in str(result["stdout"])
 
 
+def _private_dirty_kb(host_pid: int) -> int:
+    for line in Path(f"/proc/{host_pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Private_Dirty:"):
+            return int(line.split()[1])
+    return 0
+
+
 def _readiness(client: httpx.Client) -> dict[str, Any]:
     return dict(client.get("/readyz").json()["pools"]["default"])
 
 
-def _default_container_pids(instance_prefix: str) -> dict[str, set[int]]:
-    """For each running default-policy container of this module's daemon (by its 12-character id), the
-    pids of its processes in its own pid namespace (``docker top``, then each one's ``NSpid``)."""
+def _default_container_pids(instance_prefix: str) -> dict[str, dict[int, int]]:
+    """For each running default-policy container of this module's daemon (by its 12-character id), its
+    processes: the pid in its own pid namespace to the host's (``docker top``, then each one's ``NSpid``)."""
     engine = docker.from_env()
-    found: dict[str, set[int]] = {}
+    found: dict[str, dict[int, int]] = {}
     try:
         for box in engine.containers.list(filters={"label": ["sandboxd.policy=default"]}):
             if not box.labels.get("sandboxd.instance", "").startswith(instance_prefix):
@@ -108,11 +115,11 @@ def _default_container_pids(instance_prefix: str) -> dict[str, set[int]]:
             except docker.errors.APIError:  # gone since the listing (a used one, destroyed)
                 continue
             column = top["Titles"].index("PID")
-            pids = set()
+            pids = {}
             for row in top["Processes"] or []:  # None while it starts
                 with contextlib.suppress(OSError):
                     status = Path(f"/proc/{row[column]}/status").read_text()
-                    pids.add(int(status.split("NSpid:")[1].split("\n")[0].split()[-1]))
+                    pids[int(status.split("NSpid:")[1].split("\n")[0].split()[-1])] = int(row[column])
             found[box.id[:12]] = pids
     finally:
         engine.close()
@@ -138,6 +145,8 @@ def test_a_replacement_forks_warm_spares_and_the_next_request_runs_in_them(clien
         assert time.monotonic() < deadline, (state, before)
         time.sleep(0.2)
     assert 40 in state["warm_spares"], state
+    spares = max(before.values(), key=len)
+    dirty = sorted(_private_dirty_kb(host) for pid, host in spares.items() if pid > 2)
     time.sleep(1.5)  # longer than the wall limit below: a spare's wait is not its run's time
     timed = [{**run, "limits": {"wall_time_seconds": 1.0}} for run in runs]
     results = _batch(client, timed)
@@ -150,4 +159,7 @@ def test_a_replacement_forks_warm_spares_and_the_next_request_runs_in_them(clien
     # PID 1, its spawner and the 40 spares were there before the request (nothing here starts a
     # zygote), and every run was one of those spares: none was forked for the request
     assert len(before[box]) >= 42, before
-    assert pids <= before[box], (sorted(pids), sorted(before[box]))
+    assert pids <= set(before[box]), (sorted(pids), sorted(before[box]))
+    # each spare had written the pages a probe run wrote (pool.spare_pages) while it waited: over 1 MB
+    # of its own, where a spare without them holds a few pages
+    assert dirty[len(dirty) // 2] > 1024, dirty

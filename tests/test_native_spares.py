@@ -19,6 +19,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from forkserver_support import REPO, LocalForkServer
 
@@ -286,3 +287,41 @@ def test_the_runner_image_ships_and_uses_the_native_path() -> None:
     assert configured["op"] == "configured", configured
     assert configured["spares"] == "native"
     assert configured["spawner"] is True  # runc: CLONE_PARENT works, spares come from the spawner
+
+
+def _private_dirty_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Private_Dirty:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Private_Dirty for {pid}")
+
+
+@needs_cc
+@pytest.mark.parametrize("pages", [0, 512])
+def test_warm_spares_write_the_pages_a_probe_run_wrote(tmp_path: Path, library: Path, pages: int) -> None:
+    """``spare_pages``: a probe child runs every job kind once and lists the pages it copied on write; each
+    warm spare writes them to itself while it waits, so it holds about that many private pages (with 0,
+    almost none), and its run still sees exactly its own job."""
+    local = LocalForkServer(tmp_path, str(library), spares=6, spare_pages=pages)
+    try:
+        touched = local.configured["touch_pages"]
+        assert local.configured["warm_spares"] == 6
+        if pages:
+            assert 100 <= touched <= pages, touched  # about 370 on the development host
+        else:
+            assert touched == 0
+        server = psutil.Process(local.process.pid)
+        spawner = local.ping()["spawner"]
+        children = server.children()
+        assert len(children) == 6 + (1 if spawner else 0)
+        dirty = sorted(_private_dirty_kb(process.pid) for process in children)
+        median = dirty[len(dirty) // 2]
+        if pages:
+            assert median >= touched * 4 * 0.9, (dirty, touched)
+        else:
+            assert median < 400, dirty
+        for index in range(8):
+            result = local.run(f"print({index} * 7)")
+            assert (result["exit_code"], result["stdout"]) == (0, f"{index * 7}\n".encode())
+    finally:
+        local.close()

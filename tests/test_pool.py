@@ -11,7 +11,7 @@ import pytest
 from sandboxd.exceptions import PoolExhausted
 from sandboxd.executor import Executor, RunFeed
 from sandboxd.metrics import Metrics
-from sandboxd.policy import RESERVED_PIDS, SandboxPolicy, load_policies
+from sandboxd.policy import PAGE_BYTES, RESERVED_PIDS, SPARE_BYTES, SandboxPolicy, load_policies
 from sandboxd.pool import (
     MAX_RETIRING,
     QUIET_SECONDS,
@@ -303,20 +303,24 @@ def test_a_replacement_forks_the_spares_its_predecessor_ran_and_leases_take_the_
     run(body)
 
 
-def test_the_warm_spares_keep_the_pids_the_container_needs_for_the_rest() -> None:
-    """The cap is pool.warm_spares within container.pids_limit - RESERVED_PIDS, and a container's memory
-    must hold them beside its children at the memory cap."""
+def test_the_warm_spares_keep_the_pids_and_memory_the_container_needs_for_the_rest() -> None:
+    """The cap is pool.warm_spares within container.pids_limit - RESERVED_PIDS, and within the memory the
+    container has beyond its children at the memory cap and the fork-server (SPARE_BYTES and spare_pages
+    pages each)."""
     base = load_policies(BUILTIN_POLICIES)["default"]
-    assert base.warm_spares_cap == 384  # the default policy: 408 pids
-    tight = base.model_copy(update={"container": base.container.model_copy(update={"pids_limit": 30})})
-    assert tight.warm_spares_cap == 30 - RESERVED_PIDS
-    few = base.model_copy(update={"container": base.container.model_copy(update={"pids_limit": 8})})
-    assert few.warm_spares_cap == 0
-    data = base.model_dump()
-    data["pool"]["warm_spares"] = 4096
-    data["container"]["pids_limit"] = 4096
-    with pytest.raises(ValueError, match="warm spares"):
-        SandboxPolicy.model_validate(data)
+    assert base.warm_spares_cap == 256  # the default policy: 280 pids, 4.75 GiB
+
+    def container(**update: Any) -> SandboxPolicy:
+        return base.model_copy(update={"container": base.container.model_copy(update=update)})
+
+    assert container(pids_limit=30).warm_spares_cap == 30 - RESERVED_PIDS
+    assert container(pids_limit=8).warm_spares_cap == 0
+    each = SPARE_BYTES + base.pool.spare_pages * PAGE_BYTES
+    children = base.pool.max_parallel_runs * base.caps.memory_bytes + 64 * 1024 * 1024
+    assert container(memory_bytes=children + 10 * each + 1).warm_spares_cap == 10
+    assert container(memory_bytes=children).warm_spares_cap == 0
+    without_pages = base.model_copy(update={"pool": base.pool.model_copy(update={"spare_pages": 0})})
+    assert without_pages.warm_spares_cap == 256
 
 
 def test_stages_share_their_sandboxes_and_run_one_after_another() -> None:

@@ -238,7 +238,7 @@ def _compiled(text: Any, name: str, mode: str) -> Any:
     return compile(text, name, mode)
 
 
-def warm_up(prep: Preparation) -> None:
+def warm_up(prep: Preparation, rounds: int = 16) -> None:
     """Run every job kind a few times in the fork-server, on fixed trusted text, before ``gc.freeze``.
 
     What a child does once, the fork-server has then already done: lazily built caches exist and
@@ -255,7 +255,7 @@ def warm_up(prep: Preparation) -> None:
     request = {"nonce": "0" * 32, "encoder": {}}
     precompiled = [{**job, "bytecode": jobs.bytecode_field(job, _compiled)} for job in _WARM_UP_JOBS]
     try:
-        for _ in range(16):  # more than CPython's warm-up count, so the code is quickened
+        for _ in range(rounds):  # 16, more than CPython's warm-up count, so the code is quickened
             for job in (*_WARM_UP_JOBS, *precompiled):
                 prep.streams.install()  # the probes replace sys.stdout and sys.stderr
                 job_fd = os.memfd_create("job")  # as the fork-server makes them

@@ -17,6 +17,7 @@ the child's raw result frame to the daemon, which decides the verdict.
 
 from __future__ import annotations
 
+import array
 import base64
 import collections
 import contextlib
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 VERSION = 1
 _REAP_POLL_SECONDS = 0.005
 _PR_SET_DUMPABLE = 4
+_PAGE = 4096
 _ZYGOTE_FD = 4  # fds 0-3 are taken (see _own_protocol_fds)
 _BURST = 4  # spares forked back to back at most (they count against the container's pids limit)
 _WARM_BURST = 64  # warm spares asked of the spawner at a time (each answer carries four fds)
@@ -249,6 +251,8 @@ class ForkServer:
         gc.freeze()  # keep the preloaded heap shared copy-on-write with every child
         self.prep = prep.measured(child.vm_size_bytes())
         self.memory.grew = False
+        wanted = message.get("spares", 0)  # the touch pages are for warm spares only
+        touched = self.find_touch_pages(message.get("spare_pages", 0)) if wanted else 0
         self.start_spawner()
         # Zygotes the daemon expects runs for (runs that needed them lately): started now, while the
         # container waits in the warm pool, instead of at the first such run, in the middle of a request.
@@ -257,7 +261,7 @@ class ForkServer:
             for tag in message.get("prestart", [])
             if self.zygotes is not None and self.zygotes.prestart(str(tag))
         ]
-        warm = self.warm_spares(message.get("spares", 0))
+        warm = self.warm_spares(wanted)
         self.send(
             {
                 "op": "configured",
@@ -270,8 +274,25 @@ class ForkServer:
                 "spawner": self.spawner is not None,
                 "scheduling": scheduling,
                 "warm_spares": warm,
+                "touch_pages": touched,
             }
         )
+
+    def find_touch_pages(self, most: object) -> int:
+        """Find the pages a run writes (:func:`_written_pages`), at most ``most``, for warm spares to write
+        while they wait (native path only, before the spawner starts: it inherits them); how many."""
+        native, prep = self.native, self.prep
+        if type(most) is not int or most <= 0 or native is None or prep is None:
+            return 0
+        if not self.forker.single_threaded():
+            return 0
+        try:
+            pages = _written_pages(self.forker, prep)
+        except OSError:
+            return 0  # warm spares only skip their forks then
+        del pages[most:]
+        native.set_touch(pages)
+        return len(pages)
 
     def warm_spares(self, wanted: object) -> int:
         """Fork ``wanted`` spares now, while the container waits in the pool: runs that find one skip
@@ -282,7 +303,7 @@ class ForkServer:
             wanted = min(wanted, max(0, room))
             with contextlib.suppress(OSError):  # out of pids with nothing running: the runs fork their own
                 while len(self.spares) < wanted and self.fork_spares(
-                    min(_WARM_BURST, wanted - len(self.spares))
+                    min(_WARM_BURST, wanted - len(self.spares)), warm=True
                 ):
                     pass
         return len(self.spares)
@@ -315,8 +336,9 @@ class ForkServer:
                 break  # the pids limit is reached: a child's exit frees a slot
             self.start(self.queue.popleft(), self.spares.popleft())
 
-    def fork_spares(self, count: int) -> int:
-        """Fork up to ``count`` spares back to back; how many were made.
+    def fork_spares(self, count: int, warm: bool = False) -> int:
+        """Fork up to ``count`` spares back to back; how many were made. ``warm`` spares (native path)
+        write the touch pages while they wait (:meth:`warm_spares`).
 
         Out of pids (EAGAIN) with children still running, fewer (or none) is fine: the queue waits for
         an exit. With nothing running, a failed fork can never succeed later, so it is raised.
@@ -324,7 +346,7 @@ class ForkServer:
         assert self.prep is not None
         bare = self.forker.single_threaded()
         if self.native is not None and bare:  # spare.c: fork, wait and lock down in C
-            return self._fork_native(self.native, count)
+            return self._fork_native(self.native, count, warm)
         for made in range(count):
             pipes: dict[str, tuple[int, int]] = {}
             ours = theirs = None
@@ -359,21 +381,21 @@ class ForkServer:
             pidfd = os.pidfd_open(pid)
         self.spares.append(Spare(pid, pidfd, control, pipes, native=native))
 
-    def _fork_native(self, native: NativeSpares, count: int) -> int:
+    def _fork_native(self, native: NativeSpares, count: int, warm: bool) -> int:
         assert self.prep is not None
         fprog = self.prep.loader.fprog_address
         spawner = self.spawner
         made: list[tuple[int, tuple[int, int, int, int]]] = []
         error: OSError | None = None
         if spawner is not None:
-            made, error = spawner.fork(count)
+            made, error = spawner.fork(count, warm)
             if error is not None and error.errno not in (errno.EAGAIN, errno.ENOMEM):
                 spawner.close()  # broken: fork here from now on (same image, more faults)
                 self.spawner = None
                 error = None
         while error is None and len(made) < count:
             try:
-                made.append(native.fork(fprog))
+                made.append(native.fork(fprog, warm))
             except OSError as exc:
                 error = exc
             else:
@@ -662,6 +684,75 @@ def _own_protocol_fds() -> tuple[int, int]:
     os.dup2(child.RESULT_FD, 0)
     os.dup2(child.RESULT_FD, 1)
     return requests_fd, responses_fd
+
+
+def _private_ranges() -> list[tuple[int, int]]:
+    """This process's writable private mappings, by /proc/self/maps (not the stack or the kernel's)."""
+    ranges = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            name = fields[5] if len(fields) > 5 else ""
+            if fields[1][:2] != "rw" or fields[1][3] != "p" or (name.startswith("[") and name != "[heap]"):
+                continue
+            start, end = (int(edge, 16) for edge in fields[0].split("-"))
+            ranges.append((start, end))
+    return ranges
+
+
+def _mapped_pages(ranges: list[tuple[int, int]], exclusive: bool) -> list[int]:
+    """The pages of ``ranges`` present in memory (``exclusive``: and mapped by this process alone), by
+    /proc/self/pagemap: bit 63 present, bit 56 exclusively mapped (no privilege needed for either)."""
+    found = []
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        for start, end in ranges:
+            entries = os.pread(fd, (end - start) // _PAGE * 8, start // _PAGE * 8)
+            for index, entry in enumerate(memoryview(entries).cast("Q")):
+                if entry >> 63 and (not exclusive or entry >> 56 & 1):
+                    found.append(start + index * _PAGE)
+    finally:
+        os.close(fd)
+    return found
+
+
+def _written_pages(forker: Forker, prep: child.Preparation) -> array.array[int]:
+    """The pages of the fork-server's image that a run writes: a probe child runs every job kind once
+    (the warm-up's fixed trusted text, as a run would), then lists its pages that were present when it
+    was forked and are its own now (copied on write). Raises OSError if the probe cannot tell."""
+    read_end, write_end = os.pipe()
+    try:
+        pid = forker.fork(forker.single_threaded())
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    if pid == 0:  # pragma: no cover - the probe never returns from here
+        status = 1
+        try:
+            os.close(read_end)
+            FilterLoader(b"\0" * 8).prctl(_PR_SET_DUMPABLE, 1)  # its own /proc files readable again
+            ranges = _private_ranges()
+            present = set(_mapped_pages(ranges, exclusive=False))
+            child.warm_up(prep, rounds=1)
+            written = [page for page in _mapped_pages(ranges, exclusive=True) if page in present]
+            write_all(write_end, [array.array("Q", written).tobytes()])
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks = []
+    try:
+        while chunk := os.read(read_end, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise OSError(errno.ECHILD, "the page probe failed")
+    pages = array.array("Q")
+    pages.frombytes(b"".join(chunks))
+    return pages
 
 
 def _spare(control: socket.socket, writes: dict[str, int], prep: child.Preparation) -> None:

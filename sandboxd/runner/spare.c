@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -39,7 +40,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SBX_ABI 3
+#define SBX_ABI 4
+#define WARM_SPARES 0x80000000u /* in the spawner's count: these spares are warm ones */
 #define SETUP_FAILED 121
 #define JOB_FD 4
 #define CONTROL_BYTES 65536
@@ -108,6 +110,33 @@ static void close_from(int lowest) {
         }
     }
     closedir(listing);
+}
+
+/* Pages a run usually writes (sbx_set_touch; docs/design.md, "Warm spares"). A warm spare writes each
+   to itself while it waits, so that its run finds them private already instead of taking a copy-on-write
+   fault on each. Addresses in this process's image, found by the fork-server's probe (forkserver.py). */
+static uintptr_t *touch_pages;
+static size_t touch_count;
+
+void sbx_set_touch(uintptr_t *pages, size_t count) {
+    touch_pages = pages;
+    touch_count = count;
+}
+
+static void touch(void) {
+    for (size_t i = 0; i < touch_count; i++) {
+        volatile unsigned char *page = (volatile unsigned char *)touch_pages[i];
+        *page = *page;
+    }
+}
+
+/* Keep only the pages still mapped here (malloc_trim gives the heap's top back): madvise(MADV_NORMAL)
+   changes nothing, and fails with ENOMEM where nothing is mapped. */
+static void keep_mapped_pages(void) {
+    size_t kept = 0;
+    for (size_t i = 0; i < touch_count; i++)
+        if (madvise((void *)touch_pages[i], 4096, MADV_NORMAL) == 0) touch_pages[kept++] = touch_pages[i];
+    touch_count = kept;
 }
 
 /* The child: wait for the run, lock down, return to Python. Exits instead of returning on failure. */
@@ -179,7 +208,7 @@ static void become_run(int control, int out, int err, int frame, const void *fpr
  * stdout, stderr and frame pipes, all close-on-exec. Returns the child's pid in the caller, or -errno
  * (nothing is left open); 0 in the child, locked down (see become_run).
  */
-static int spawn(int *ends, int clone_parent, const void *fprog) {
+static int spawn(int *ends, int clone_parent, const void *fprog, int warm) {
     int control[2] = {-1, -1}, pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int error = 0;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, control) != 0) return -errno;
@@ -195,6 +224,7 @@ static int spawn(int *ends, int clone_parent, const void *fprog) {
     }
     if (pid == 0) {
         close(control[0]);
+        if (warm) touch();
         become_run(control[1], pipes[0][1], pipes[1][1], pipes[2][1], fprog);
         return 0;
     }
@@ -211,7 +241,7 @@ static int spawn(int *ends, int clone_parent, const void *fprog) {
 }
 
 /* Fork one spare from the calling process (see spawn). */
-int sbx_fork_spare(int *ends, const void *fprog) { return spawn(ends, 0, fprog); }
+int sbx_fork_spare(int *ends, const void *fprog, int warm) { return spawn(ends, 0, fprog, warm); }
 
 /*
  * The spawner: a process forked from the fork-server once, after its warm-up, that only makes spares.
@@ -223,7 +253,8 @@ int sbx_fork_spare(int *ends, const void *fprog) { return spawn(ends, 0, fprog);
  * and reads their rusage exactly as before.
  *
  * Protocol on `sock` (SOCK_SEQPACKET): first the spawner sends its hello (see the probe below); then the
- * fork-server sends a u32 count; the spawner answers with one
+ * fork-server sends a u32 count (its top bit set for warm spares, which write the touch pages); the
+ * spawner answers with one
  * message per spare, an i32 pid carrying the fork-server's four ends (SCM_RIGHTS), or an i32 -errno
  * (and stops that burst). EOF on `sock` ends the spawner. Returns only in a spare, with 0, locked down.
  */
@@ -233,6 +264,7 @@ int sbx_spawner_serve(int sock, const void *fprog) {
        imports and warm-up freed; give their pages back first. A spare that allocates there takes a
        zero-fill fault instead of a copy-on-write one (docs/design.md, "The spawner"). */
     malloc_trim(0);
+    keep_mapped_pages();
     /* First a probe: gVisor accepts CLONE_PARENT but makes the caller the parent anyway. The hello is the
        probe's pid when it is the fork-server's child (which reaps it), else 0 and the spawner exits. */
     int32_t hello = 0;
@@ -256,9 +288,11 @@ int sbx_spawner_serve(int sock, const void *fprog) {
         ssize_t got = recvmsg(sock, &command, 0); /* recvmsg/sendmsg: the container allows no recvfrom/sendto */
         if (got < 0 && errno == EINTR) continue;
         if (got != (ssize_t)sizeof count) _exit(got == 0 ? 0 : 1);
+        int warm = (count & WARM_SPARES) != 0; /* warm spares write the touch pages while they wait */
+        count &= ~WARM_SPARES;
         for (uint32_t i = 0; i < count; i++) {
             int ends[4];
-            int32_t pid = spawn(ends, 1, fprog);
+            int32_t pid = spawn(ends, 1, fprog, warm);
             if (pid == 0) return 0;
             union {
                 char space[CMSG_SPACE(4 * sizeof(int))];

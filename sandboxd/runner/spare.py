@@ -27,7 +27,8 @@ TYPE_CHECKING = False  # typing itself is not imported: see child.ChildFds
 if TYPE_CHECKING:
     from typing import Any
 
-ABI = 3
+ABI = 4
+WARM = 1 << 31  # in the spawner's count: warm spares (spare.c WARM_SPARES)
 JOB_FD = 4  # where spare.c leaves the job memfd
 _HEADER = struct.Struct("<IIQQQQQIIQ")  # spare.c: H_MAGIC ... H_JOB_BYTES, 64 bytes
 LIBRARY = os.path.join(os.path.dirname(__file__), "_spare.so")  # no pathlib: see child.ChildFds
@@ -38,21 +39,32 @@ class NativeSpares:
 
     def __init__(self, library: ctypes.CDLL) -> None:
         self._fork = library.sbx_fork_spare
-        self._fork.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
+        self._fork.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
         self._fork.restype = ctypes.c_int
+        self._touch = library.sbx_set_touch
+        self._touch.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+        self._touch.restype = None
+        self.touch_pages: array.array[int] | None = None  # kept alive: the spares' C code reads it
         self._serve = library.sbx_spawner_serve
         self._serve.argtypes = (ctypes.c_int, ctypes.c_void_p)
         self._serve.restype = ctypes.c_int
         self.spawner = True  # make spares through a spawner (Spawner), not from the fork-server itself
         self._ends = (ctypes.c_int * 4)()
 
-    def fork(self, fprog: int) -> tuple[int, tuple[int, int, int, int]]:
+    def set_touch(self, pages: array.array[int]) -> None:
+        """The pages a warm spare writes while it waits (``spare.c`` ``touch``): page addresses, as
+        ``array('Q')``, in this process's image. Set before the spawner starts, which inherits them."""
+        self.touch_pages = pages
+        address, count = pages.buffer_info()
+        self._touch(address, count)
+
+    def fork(self, fprog: int, warm: bool = False) -> tuple[int, tuple[int, int, int, int]]:
         """Fork a spare: (pid, (control, stdout, stderr, frame)) in the parent; raises OSError.
 
         In the child this returns ``(0, ...)`` only after the lock-down, its run's job memfd on
         :data:`JOB_FD`. ``fprog`` is the address of the seccomp program's ``struct sock_fprog``.
         """
-        pid = int(self._fork(ctypes.addressof(self._ends), fprog))
+        pid = int(self._fork(ctypes.addressof(self._ends), fprog, 1 if warm else 0))
         if pid < 0:
             raise OSError(-pid, os.strerror(-pid))
         values = self._ends
@@ -94,13 +106,15 @@ class Spawner:
             os.waitpid(probe, 0)
         return True
 
-    def fork(self, count: int) -> tuple[list[tuple[int, tuple[int, int, int, int]]], OSError | None]:
+    def fork(
+        self, count: int, warm: bool = False
+    ) -> tuple[list[tuple[int, tuple[int, int, int, int]]], OSError | None]:
         """Up to ``count`` spares: (pid, (control, stdout, stderr, frame)) each, and the error that cut
-        the burst short, if any (EPIPE: the spawner is gone)."""
+        the burst short, if any (EPIPE: the spawner is gone). ``warm`` spares write the touch pages."""
         made: list[tuple[int, tuple[int, int, int, int]]] = []
         try:
             # sendmsg, not send(): send() is sendto, which the container's seccomp profile refuses
-            self.sock.sendmsg([struct.pack("<I", count)])
+            self.sock.sendmsg([struct.pack("<I", count | (WARM if warm else 0))])
             for _ in range(count):
                 data, ancillary, _, _ = self.sock.recvmsg(_RECORD.size, _ENDS_SPACE)
                 if len(data) != _RECORD.size:
