@@ -297,14 +297,21 @@ def _private_dirty_kb(pid: int) -> int:
 
 
 @needs_cc
-@pytest.mark.parametrize(("spares", "pages", "touched"), [(40, 512, True), (40, 0, False), (6, 512, False)])
+@pytest.mark.parametrize(
+    "case",
+    [(40, 512, True, False), (40, 512, True, True), (40, 0, False, False), (6, 512, False, False)],
+    ids=["spawner", "direct", "no-pages", "few-spares"],
+)
 def test_warm_spares_write_the_pages_a_probe_run_wrote(
-    tmp_path: Path, library: Path, spares: int, pages: int, touched: bool
+    tmp_path: Path, library: Path, case: tuple[int, int, bool, bool]
 ) -> None:
     """``spare_pages``: a probe child runs every job kind once and lists the pages it copied on write; each
     warm spare writes them to itself while it waits, so it holds about that many private pages (with 0,
-    or fewer than 32 warm spares, almost none), and its run still sees exactly its own job."""
-    local = LocalForkServer(tmp_path, str(library), spares=spares, spare_pages=pages)
+    or fewer than 32 warm spares, almost none), and its run still sees exactly its own job. ``direct``:
+    without a spawner, the spares are forked from the fork-server itself."""
+    spares, pages, touched, direct = case
+    setting = f"direct:{library}" if direct else str(library)
+    local = LocalForkServer(tmp_path, setting, spares=spares, spare_pages=pages)
     try:
         found = local.configured["touch_pages"]
         assert local.configured["warm_spares"] == spares
@@ -314,7 +321,8 @@ def test_warm_spares_write_the_pages_a_probe_run_wrote(
             assert found == 0
         server = psutil.Process(local.process.pid)
         children = server.children()
-        assert len(children) == spares + (1 if local.ping()["spawner"] else 0)
+        assert local.ping()["spawner"] is not direct
+        assert len(children) == spares + (0 if direct else 1)
         dirty = sorted(_private_dirty_kb(process.pid) for process in children)
         median = dirty[len(dirty) // 2]
         if touched:

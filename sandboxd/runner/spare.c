@@ -224,7 +224,12 @@ static int spawn(int *ends, int clone_parent, const void *fprog, int warm) {
     }
     if (pid == 0) {
         close(control[0]);
-        if (warm) touch();
+        if (warm) {
+            /* Forked from the fork-server itself (no spawner), whose heap may have given pages back
+               since the probe: keep only those still mapped (the spawner did that once, at its start). */
+            if (!clone_parent) keep_mapped_pages();
+            touch();
+        }
         become_run(control[1], pipes[0][1], pipes[1][1], pipes[2][1], fprog);
         return 0;
     }
