@@ -19,8 +19,41 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
+
+from .private import write_all
 
 _TASKS = "/proc/self/task"
+
+
+def output_apart(fork: Callable[[], int], work: Callable[[], bytes]) -> tuple[bytes, int]:
+    """Run ``work`` in a short-lived child made by ``fork`` (0 in the child, as ``os.fork``) and return
+    the bytes it returned, read through a pipe, with the child's exit status: 0 once they are written,
+    1 if ``work`` raised (then there are none)."""
+    read_end, write_end = os.pipe()
+    try:
+        pid = fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    if pid == 0:  # pragma: no cover - the child never returns from here
+        status = 1
+        try:
+            os.close(read_end)
+            write_all(write_end, [work()])
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks = []
+    try:
+        while chunk := os.read(read_end, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    return b"".join(chunks), status
 
 
 class Forker:

@@ -35,7 +35,7 @@ import time
 
 from . import child
 from .capture import Capture
-from .forking import Forker
+from .forking import Forker, output_apart
 from .private import Inbox, PrivateMemory, write_all
 from .protocol import RUN_SECTIONS, ProtocolError, encode_header, section_sizes
 from .spare import NativeSpares, Spawner, control_message, from_environment
@@ -724,38 +724,20 @@ def _written_pages(forker: Forker, prep: child.Preparation) -> array.array[int]:
     """The pages of the fork-server's image that a run writes: a probe child runs every job kind once
     (the warm-up's fixed trusted text, as a run would), then lists its pages that were present when it
     was forked and are its own now (copied on write). Raises OSError if the probe cannot tell."""
-    read_end, write_end = os.pipe()
-    try:
-        pid = forker.fork(forker.single_threaded())
-    except OSError:
-        os.close(read_end)
-        os.close(write_end)
-        raise
-    if pid == 0:  # pragma: no cover - the probe never returns from here
-        status = 1
-        try:
-            os.close(read_end)
-            FilterLoader(b"\0" * 8).prctl(_PR_SET_DUMPABLE, 1)  # its own /proc files readable again
-            ranges = _private_ranges()
-            present = set(_mapped_pages(ranges, exclusive=False))
-            child.warm_up(prep, rounds=1)
-            written = [page for page in _mapped_pages(ranges, exclusive=True) if page in present]
-            write_all(write_end, [array.array("Q", written).tobytes()])
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    chunks = []
-    try:
-        while chunk := os.read(read_end, 1 << 16):
-            chunks.append(chunk)
-    finally:
-        os.close(read_end)
-        _, status = os.waitpid(pid, 0)
+
+    def work() -> bytes:
+        FilterLoader(b"\0" * 8).prctl(_PR_SET_DUMPABLE, 1)  # its own /proc files readable again
+        ranges = _private_ranges()
+        present = set(_mapped_pages(ranges, exclusive=False))
+        child.warm_up(prep, rounds=1)
+        written = [page for page in _mapped_pages(ranges, exclusive=True) if page in present]
+        return array.array("Q", written).tobytes()
+
+    data, status = output_apart(lambda: forker.fork(forker.single_threaded()), work)
     if status != 0:
         raise OSError(errno.ECHILD, "the page probe failed")
     pages = array.array("Q")
-    pages.frombytes(b"".join(chunks))
+    pages.frombytes(data)
     return pages
 
 

@@ -20,7 +20,7 @@ import errno
 import os
 from collections.abc import Iterable
 
-from .private import write_all
+from .forking import output_apart
 
 O_ACCMODE = 0o3
 O_CREAT = 0o100
@@ -96,30 +96,15 @@ def compile_filter_apart(allowed: Iterable[str]) -> bytes:
     raised here as ``ValueError``), then exits.
     """
     names = sorted(set(allowed))
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns from here
-        status = 1
+
+    def work() -> bytes:
         try:
-            os.close(read_end)
-            try:
-                reply = b"\x00" + compile_filter(names)
-            except Exception as exc:  # any failure, reported to the parent as it would have been raised
-                why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-                reply = b"\x01" + why.encode("utf-8", "replace")
-            write_all(write_end, [reply])
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    chunks = []
-    try:
-        while chunk := os.read(read_end, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(read_end)
-        os.waitpid(pid, 0)
-    reply = b"".join(chunks)
+            return b"\x00" + compile_filter(names)
+        except Exception as exc:  # any failure, reported to the parent as it would have been raised
+            why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            return b"\x01" + why.encode("utf-8", "replace")
+
+    reply, _ = output_apart(os.fork, work)
     if reply[:1] == b"\x00" and len(reply) > 1:
         return reply[1:]
     raise ValueError(
