@@ -28,8 +28,8 @@ _TASKS = "/proc/self/task"
 
 def output_apart(fork: Callable[[], int], work: Callable[[], bytes]) -> tuple[bytes, int]:
     """Run ``work`` in a short-lived child made by ``fork`` (0 in the child, as ``os.fork``) and return
-    the bytes it returned, read through a pipe, with the child's exit status: 0 once they are written,
-    1 if ``work`` raised (then there are none)."""
+    the bytes it returned, read through a pipe, with the child's exit code: 0 once they are written, 1 if
+    ``work`` raised (then there are none), minus the signal if one killed it."""
     read_end, write_end = os.pipe()
     try:
         pid = fork()
@@ -53,7 +53,7 @@ def output_apart(fork: Callable[[], int], work: Callable[[], bytes]) -> tuple[by
     finally:
         os.close(read_end)
         _, status = os.waitpid(pid, 0)
-    return b"".join(chunks), status
+    return b"".join(chunks), os.waitstatus_to_exitcode(status)
 
 
 class Forker:
